@@ -6,15 +6,24 @@ export OMP_NUM_THREADS ?= 1
 export GRADIO_ANALYTICS_ENABLED := False
 export HF_HUB_DISABLE_TELEMETRY := 1
 
-.PHONY: install test clean-venv
+.PHONY: install sysdeps test clean-venv
 
 install: $(VENV)/.installed
+
+# System packages for the browser tests (Debian chromium). Installed when missing and apt-get can run as root;
+# otherwise the browser tests are skipped with the reason "Chromium not installed".
+sysdeps:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	      || echo "sysdeps: chromium could not be installed; browser tests will be skipped"; \
+	  else echo "sysdeps: chromium missing and apt-get unavailable; browser tests will be skipped"; fi; }
 
 $(VENV)/.installed: pyproject.toml constraints.txt Makefile scripts/install.sh
 	PYTHON=$(PYTHON) VENV=$(VENV) bash scripts/install.sh
 	touch $@
 
-test: install
+test: install sysdeps
 	$(BIN)/python -m pytest -q tests
 
 clean-venv:

@@ -1,0 +1,1 @@
+"""Subcommands of the `trajvlm` console script (see trajvlm/cli.py)."""
