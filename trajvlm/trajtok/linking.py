@@ -1,0 +1,212 @@
+"""Per-chunk slot statistics and cross-chunk linking of slots into global trajectories.
+
+Memory is bounded: from each chunk only per-frame, per-slot summaries are kept (mask-pooled feature (C),
+mask mass, hard area, box), never the pixel features. Slots of a new chunk are linked to the remembered
+tracks with Hungarian matching (scipy.optimize.linear_sum_assignment) on a similarity of query embedding,
+appearance and spatial continuity, so an object that stays in view keeps its global trajectory id.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy.optimize import linear_sum_assignment
+
+
+@dataclass
+class ChunkStats:
+    """Summaries of one chunk (B videos, t frames, K slots)."""
+
+    pooled: torch.Tensor  # (B,t,K,C) features pooled inside soft*hard mask (differentiable through soft masks)
+    mass: torch.Tensor  # (B,t,K) sum of soft*hard mask weights
+    area: torch.Tensor  # (B,t,K) float, hard-assigned cells
+    boxes: torch.Tensor  # (B,t,K,4) (x0,y0,x1,y1) in [0,1] of the hard mask; zeros where area == 0
+    query_embeds: torch.Tensor  # (B,K,D) normalised query embeddings
+    hard_slots: torch.Tensor  # (B,t,h,w) long, argmax slot per cell
+
+
+def hard_boxes(onehot: torch.Tensor) -> torch.Tensor:
+    """onehot (B,t,h,w,K) {0,1} -> boxes (B,t,K,4) (x0,y0,x1,y1) in [0,1], cell-edge aligned; zeros if empty."""
+    B, t, h, w, K = onehot.shape
+    rows = onehot.amax(dim=3) > 0  # (B,t,h,K)
+    cols = onehot.amax(dim=2) > 0  # (B,t,w,K)
+    ys = torch.arange(h, device=onehot.device).view(1, 1, h, 1)
+    xs = torch.arange(w, device=onehot.device).view(1, 1, w, 1)
+    y0 = torch.where(rows, ys, h).amin(dim=2)
+    y1 = torch.where(rows, ys + 1, 0).amax(dim=2)
+    x0 = torch.where(cols, xs, w).amin(dim=2)
+    x1 = torch.where(cols, xs + 1, 0).amax(dim=2)
+    boxes = torch.stack([x0 / w, y0 / h, x1 / w, y1 / h], dim=-1).to(onehot.dtype)  # (B,t,K,4)
+    present = rows.any(dim=2).unsqueeze(-1)  # (B,t,K,1)
+    return torch.where(present, boxes, torch.zeros_like(boxes))
+
+
+def chunk_stats(features: torch.Tensor, logits: torch.Tensor, query_embeds: torch.Tensor) -> ChunkStats:
+    """features (B,t,h,w,C), logits (B,t,h,w,K), query_embeds (B,K,D) -> ChunkStats.
+
+    Pooling weights are soft*hard: the soft mask (softmax over K) restricted to the cells the slot wins, so
+    the pooled appearance is not polluted by the soft tail over the background, while gradients still reach
+    the segmenter through the soft mask.
+    """
+    K = logits.shape[-1]
+    soft = logits.softmax(dim=-1)  # (B,t,h,w,K)
+    hard_slots = logits.argmax(dim=-1)  # (B,t,h,w)
+    onehot = F.one_hot(hard_slots, K).to(soft.dtype)  # (B,t,h,w,K)
+    weights = soft * onehot
+    mass = weights.sum(dim=(2, 3))  # (B,t,K)
+    pooled = torch.einsum("bthwk,bthwc->btkc", weights, features) / mass.clamp_min(1e-6).unsqueeze(-1)
+    area = onehot.sum(dim=(2, 3))  # (B,t,K)
+    return ChunkStats(
+        pooled=pooled,
+        mass=mass,
+        area=area,
+        boxes=hard_boxes(onehot),
+        query_embeds=query_embeds,
+        hard_slots=hard_slots,
+    )
+
+
+@dataclass
+class _Track:
+    tid: int
+    query: torch.Tensor  # (D,) last query embedding
+    appearance: torch.Tensor | None = None  # (C,) last chunk's mean pooled feature
+    last_center: torch.Tensor | None = None  # (2,) centre of the last present box
+    total_area: float = 0.0
+
+
+@dataclass
+class TrackBank:
+    """Tracks of ONE video: links chunk slots to global trajectory ids (incremental, bounded memory)."""
+
+    num_queries: int
+    link_threshold: float
+    memory: int
+    tracks: dict[int, _Track] = field(default_factory=dict)
+    next_id: int = 0
+    slot_to_track: list[torch.Tensor] = field(default_factory=list)  # per chunk (K,) long track id, -1 = dead slot
+
+    @staticmethod
+    def _similarity(track: _Track, q: torch.Tensor, app: torch.Tensor, first_center: torch.Tensor) -> float:
+        """Similarity in [0,1]: mean of query cosine, appearance cosine and spatial continuity (those known)."""
+        parts = [0.5 * (1.0 + float(torch.dot(track.query, q)))]
+        if track.appearance is not None:
+            parts.append(max(0.0, float(F.cosine_similarity(track.appearance, app, dim=0))))
+        if track.last_center is not None:
+            parts.append(float(torch.exp(-torch.linalg.vector_norm(track.last_center - first_center) / 0.25)))
+        return sum(parts) / len(parts)
+
+    def link(self, stats: ChunkStats, b: int) -> torch.Tensor:
+        """Assign every slot of chunk `stats` (video b) a track id -> (K,) long (-1 for dead slots)."""
+        K = self.num_queries
+        area = stats.area[b].detach()  # (t,K)
+        mass = stats.mass[b].detach()  # (t,K)
+        pooled = stats.pooled[b].detach()  # (t,K,C)
+        boxes = stats.boxes[b].detach()  # (t,K,4)
+        queries = stats.query_embeds[b].detach()  # (K,D)
+        live = area.sum(dim=0) > 0  # (K,)
+        app = (pooled * mass.unsqueeze(-1)).sum(0) / mass.sum(0).clamp_min(1e-6).unsqueeze(-1)  # (K,C)
+        centers = 0.5 * (boxes[..., :2] + boxes[..., 2:])  # (t,K,2)
+        present = area > 0  # (t,K)
+        t = area.shape[0]
+        tt = torch.arange(t, device=area.device).unsqueeze(1)
+        first_idx = torch.where(present, tt, t).amin(0).clamp(max=t - 1)  # (K,)
+        last_idx = torch.where(present, tt, -1).amax(0).clamp(min=0)  # (K,)
+        ar = torch.arange(K, device=area.device)
+        first_c, last_c = centers[first_idx, ar], centers[last_idx, ar]  # (K,2)
+
+        mapping = torch.full((K,), -1, dtype=torch.long)
+        if not self.tracks:
+            # First chunk: slot k IS trajectory k (dead slots become free tracks with no content yet).
+            for k in range(K):
+                self.tracks[k] = _Track(tid=k, query=queries[k])
+            self.next_id = K
+            for k in range(K):
+                if live[k]:
+                    mapping[k] = k
+        else:
+            live_slots = [k for k in range(K) if live[k]]
+            tids = list(self.tracks)
+            if live_slots:
+                sim = np.array(
+                    [[self._similarity(self.tracks[i], queries[k], app[k], first_c[k]) for i in tids] for k in live_slots]
+                )  # (L, N)
+                rows, cols = linear_sum_assignment(-sim)
+                matched = {live_slots[r]: tids[c] for r, c in zip(rows, cols) if sim[r, c] >= self.link_threshold}
+                for k in live_slots:
+                    if k in matched:
+                        mapping[k] = matched[k]
+                    else:
+                        self.tracks[self.next_id] = _Track(tid=self.next_id, query=queries[k])
+                        mapping[k] = self.next_id
+                        self.next_id += 1
+        for k in range(K):
+            tid = int(mapping[k])
+            if tid < 0:
+                continue
+            tr = self.tracks[tid]
+            tr.query, tr.appearance, tr.last_center = queries[k], app[k], last_c[k]
+            tr.total_area += float(area[:, k].sum())
+        self.slot_to_track.append(mapping)
+        self._evict(live_tids={int(m) for m in mapping if m >= 0})
+        return mapping
+
+    def _evict(self, live_tids: set[int]) -> None:
+        while len(self.tracks) > self.memory:
+            candidates = [tr for tid, tr in self.tracks.items() if tid not in live_tids]
+            if not candidates:
+                return
+            victim = min(candidates, key=lambda tr: (tr.total_area, -tr.tid))
+            del self.tracks[victim.tid]
+
+    def track_ids(self) -> list[int]:
+        return sorted(self.tracks)
+
+
+def assemble_tracks(
+    banks: list[TrackBank], chunks: list[ChunkStats]
+) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, list[int]]:
+    """Gather per-frame slot summaries of every chunk into per-track sequences over the whole video.
+
+    Returns ids (per video (N_b,) long), and, concatenated over videos (sum N_b rows),
+    pooled (R,T,C), mass (R,T), area (R,T), boxes (R,T,4), plus counts [N_b].
+    """
+    ids_out, pooled_rows, mass_rows, area_rows, box_rows, counts = [], [], [], [], [], []
+    for b, bank in enumerate(banks):
+        tids = bank.track_ids()
+        pos = {tid: i for i, tid in enumerate(tids)}
+        N = len(tids)
+        per_chunk = []
+        for c, st in enumerate(chunks):
+            slot_of = torch.full((N,), -1, dtype=torch.long)
+            for k, tid in enumerate(bank.slot_to_track[c].tolist()):
+                if tid in pos:
+                    slot_of[pos[tid]] = k
+            valid = (slot_of >= 0).to(st.mass.dtype)  # (N,)
+            idx = slot_of.clamp_min(0).to(st.mass.device)
+            valid = valid.to(st.mass.device)
+            per_chunk.append(
+                (
+                    st.pooled[b][:, idx].transpose(0, 1) * valid[:, None, None],  # (N,t,C)
+                    st.mass[b][:, idx].transpose(0, 1) * valid[:, None],  # (N,t)
+                    st.area[b][:, idx].transpose(0, 1) * valid[:, None],  # (N,t)
+                    st.boxes[b][:, idx].transpose(0, 1) * valid[:, None, None],  # (N,t,4)
+                )
+            )
+        pooled_rows.append(torch.cat([p[0] for p in per_chunk], dim=1))
+        mass_rows.append(torch.cat([p[1] for p in per_chunk], dim=1))
+        area_rows.append(torch.cat([p[2] for p in per_chunk], dim=1))
+        box_rows.append(torch.cat([p[3] for p in per_chunk], dim=1))
+        ids_out.append(torch.tensor(tids, dtype=torch.long))
+        counts.append(N)
+    return (
+        ids_out,
+        torch.cat(pooled_rows),
+        torch.cat(mass_rows),
+        torch.cat(area_rows),
+        torch.cat(box_rows),
+        counts,
+    )

@@ -1,0 +1,98 @@
+"""TrajSegmenter: K learned trajectory queries -> space-time assignment logits for one chunk of frames.
+
+features (B,t,h,w,C) --in_proj + refine--> pixels (B,t,h,w,D) (+ (t,h,w) position code)
+queries (K,D) --[cross-attn to all t*h*w pixels, self-attn, MLP] x depth--> (B,K,D)
+logits (B,t,h,w,K) = scale * cos(pixel_embed, query_embed), scale = exp(learnable log-temperature).
+
+Softmax over K = soft masks; argmax = hard slot ids. A query index is the same trajectory in every frame of
+the chunk, so tracking inside a chunk is implicit.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import TrajTokConfig
+from .layers import MLP, Attention
+from .rope import grid_coords, sinusoid_features
+
+
+@dataclass
+class SegmenterOutput:
+    logits: torch.Tensor  # (B,t,h,w,K)
+    query_embeds: torch.Tensor  # (B,K,D) L2-normalised query embeddings (used for cross-chunk linking)
+
+
+class _RefineBlock(nn.Module):
+    """Per-frame depthwise 3x3 conv + pointwise MLP, residual. (B,t,h,w,D) -> (B,t,h,w,D)."""
+
+    def __init__(self, dim: int, hidden: int):
+        super().__init__()
+        self.dw = nn.Conv2d(dim, dim, 3, padding=1, groups=dim)
+        self.norm = nn.LayerNorm(dim)
+        self.mlp = MLP(dim, hidden)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, t, h, w, D = x.shape
+        y = self.dw(x.reshape(B * t, h, w, D).permute(0, 3, 1, 2)).permute(0, 2, 3, 1).reshape(B, t, h, w, D)
+        return x + self.mlp(self.norm(y))
+
+
+class _QueryBlock(nn.Module):
+    def __init__(self, dim: int, heads: int, hidden: int):
+        super().__init__()
+        self.norm_q1 = nn.LayerNorm(dim)
+        self.norm_kv = nn.LayerNorm(dim)
+        self.cross = Attention(dim, heads)
+        self.norm_q2 = nn.LayerNorm(dim)
+        self.self_attn = Attention(dim, heads)
+        self.norm_q3 = nn.LayerNorm(dim)
+        self.mlp = MLP(dim, hidden)
+
+    def forward(self, q: torch.Tensor, pixels: torch.Tensor) -> torch.Tensor:
+        q = q + self.cross(self.norm_q1(q), self.norm_kv(pixels))  # (B,K,D) <- (B,L,D)
+        y = self.norm_q2(q)
+        q = q + self.self_attn(y, y)
+        return q + self.mlp(self.norm_q3(q))
+
+
+class TrajSegmenter(nn.Module):
+    def __init__(self, config: TrajTokConfig):
+        super().__init__()
+        D, K = config.hidden_dim, config.num_queries
+        hidden = config.mlp_ratio * D
+        self.config = config
+        self.in_proj = nn.Linear(config.feature_dim, D)
+        self.in_norm = nn.LayerNorm(D)
+        self.refine = nn.ModuleList(_RefineBlock(D, hidden) for _ in range(config.refine_layers))
+        self.pos_proj = nn.Linear(3 * (2 * config.num_pos_freqs + 1), D)
+        self.queries = nn.Parameter(torch.randn(K, D))
+        self.blocks = nn.ModuleList(_QueryBlock(D, config.num_heads, hidden) for _ in range(config.segmenter_depth))
+        self.pixel_norm = nn.LayerNorm(D)
+        self.pixel_embed = MLP(D, hidden)
+        self.query_norm = nn.LayerNorm(D)
+        self.query_embed = nn.Linear(D, D)
+        self.log_logit_scale = nn.Parameter(torch.tensor(math.log(config.init_logit_scale)))
+
+    def forward(self, features: torch.Tensor) -> SegmenterOutput:
+        """features (B,t,h,w,C) -> SegmenterOutput(logits (B,t,h,w,K), query_embeds (B,K,D))."""
+        B, t, h, w, _ = features.shape
+        x = self.in_norm(self.in_proj(features))  # (B,t,h,w,D)
+        for blk in self.refine:
+            x = blk(x)
+        coords = grid_coords(t, h, w, device=x.device, dtype=x.dtype, t_scale=self.config.frames_per_chunk)
+        x = x + self.pos_proj(sinusoid_features(coords, self.config.num_pos_freqs))  # (B,t,h,w,D)
+        pixels = x.reshape(B, t * h * w, -1)  # (B,L,D)
+        q = self.queries.unsqueeze(0).expand(B, -1, -1)  # (B,K,D)
+        for blk in self.blocks:
+            q = blk(q, pixels)
+        pe = F.normalize(self.pixel_embed(self.pixel_norm(x)), dim=-1)  # (B,t,h,w,D)
+        qe = F.normalize(self.query_embed(self.query_norm(q)), dim=-1)  # (B,K,D)
+        scale = self.log_logit_scale.clamp(max=math.log(100.0)).exp()
+        logits = scale * torch.einsum("bthwd,bkd->bthwk", pe, qe)  # (B,t,h,w,K)
+        return SegmenterOutput(logits=logits, query_embeds=qe)
