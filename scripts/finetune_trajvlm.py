@@ -1,0 +1,14 @@
+"""Stage 2: instruction-tune the LLM (full or --lora_enable) and the connector; vision tower frozen by default.
+
+    deepspeed scripts/finetune_trajvlm.py --deepspeed scripts/zero3.json \
+        --model_name_or_path <stage-1 output> --data_path <json|yaml> --video_folder <dir> --output_dir <dir> ...
+
+All options: `python scripts/finetune_trajvlm.py --help` (trajvlm/train/arguments.py).
+"""
+
+import sys
+
+from trajvlm.train.main import main
+
+if __name__ == "__main__":
+    sys.exit(main("finetune"))

@@ -1,0 +1,306 @@
+"""The training entry shared by scripts/pretrain_trajvlm.py (stage 1) and scripts/finetune_trajvlm.py (stage 2).
+
+    deepspeed scripts/pretrain_trajvlm.py --deepspeed scripts/zero2.json --vision_tower V --llm L \
+        --data_path D.json --video_folder DIR --output_dir OUT ...
+    deepspeed scripts/finetune_trajvlm.py --deepspeed scripts/zero3.json --model_name_or_path OUT \
+        --data_path D.json --video_folder DIR --output_dir OUT2 ...
+
+Output folder: a full HF model folder (``model.safetensors`` + config + processor files, loadable with
+``TrajVLMForConditionalGeneration.from_pretrained``), ``connector.safetensors`` (TrajTok + projector only,
+gathered under ZeRO-3), ``param_groups.json``, ``train_summary.json`` and the trainer's ``checkpoint-*``
+folders (DeepSpeed state; resumed automatically when the same command runs again).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import os
+import sys
+import time
+
+import torch
+
+from trajvlm.train.arguments import DataArguments, ModelArguments, TrajVLMTrainingArguments
+from trajvlm.train.checkpoint import CONNECTOR_FILE, load_connector, resolve_resume, save_connector
+from trajvlm.train.stages import apply_lora, apply_stage, part_modules, unwrap_model
+
+logger = logging.getLogger("trajvlm.train")
+SUMMARY_FILE = "train_summary.json"
+
+
+class TrainingSetupError(ValueError):
+    """The command line cannot describe a training run (missing model source, DeepSpeed silently off, ...)."""
+
+
+# ---- process setup ------------------------------------------------------------------------------------------
+def _has_flag(argv: list[str], name: str) -> bool:
+    return any(a == name or a.startswith(name + "=") for a in argv)
+
+
+def prepare_argv(argv: list[str], stage: str) -> list[str]:
+    """Fill in what the command line may omit: the stage and, on a machine without CUDA, ``--use_cpu``.
+
+    HF Trainer needs ``use_cpu=True`` on CPU with bf16 or more than one process; it does not turn DeepSpeed off
+    (the env var ACCELERATE_USE_CPU does: see ``check_deepspeed_enabled``).
+    """
+    argv = list(argv)
+    if _has_flag(argv, "--stage"):
+        raise TrainingSetupError("--stage is set by the script (pretrain_trajvlm.py / finetune_trajvlm.py)")
+    argv += ["--stage", stage]
+    if not torch.cuda.is_available() and not _has_flag(argv, "--use_cpu"):
+        argv += ["--use_cpu", "True"]
+    return argv
+
+
+def skip_deepspeed_shm_build() -> None:
+    """Do not compile DeepSpeed's shared-memory comm op (80-100 s of g++ on first use).
+
+    On CPU ``deepspeed.init_distributed()`` builds it, yet it only serves inference all-reduce. Must run
+    before the process group is created (i.e. before TrainingArguments is built).
+    """
+    if torch.cuda.is_available():
+        return
+    try:
+        comm = importlib.import_module("deepspeed.comm.torch")  # `import a.b as x` would bind the wrong object
+    except ImportError:
+        return
+    comm.build_shm_op = lambda: None
+
+
+def parse_args(argv: list[str] | None, stage: str):
+    from transformers import HfArgumentParser
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    argv = prepare_argv(argv, stage)
+    if _has_flag(argv, "--deepspeed"):
+        skip_deepspeed_shm_build()
+    parser = HfArgumentParser((ModelArguments, DataArguments, TrajVLMTrainingArguments))
+    model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
+    check_args(model_args, data_args, training_args)
+    return model_args, data_args, training_args
+
+
+def check_args(model_args: ModelArguments, data_args: DataArguments, training_args: TrajVLMTrainingArguments) -> None:
+    if model_args.model_name_or_path and (model_args.vision_tower or model_args.llm):
+        raise TrainingSetupError("give either --model_name_or_path or --vision_tower + --llm, not both")
+    if not model_args.model_name_or_path and not (model_args.vision_tower and model_args.llm):
+        raise TrainingSetupError("no model: give --model_name_or_path, or --vision_tower and --llm")
+    if not data_args.data_path:
+        raise TrainingSetupError("--data_path is required")
+    if not training_args.output_dir:
+        raise TrainingSetupError("--output_dir is required")
+    if model_args.lora_enable and training_args.stage != "finetune":
+        raise TrainingSetupError("--lora_enable is a stage-2 (finetune) option")
+    if not 0.0 <= data_args.max_bad_sample_ratio <= 1.0:
+        raise TrainingSetupError(f"--max_bad_sample_ratio must be in [0, 1], got {data_args.max_bad_sample_ratio}")
+
+
+def check_deepspeed_enabled(trainer, training_args) -> None:
+    """--deepspeed given but the Trainer runs without it (e.g. ACCELERATE_USE_CPU=true): refuse to go on."""
+    if training_args.deepspeed and not trainer.is_deepspeed_enabled:
+        raise TrainingSetupError(
+            f"--deepspeed {training_args.deepspeed} was given but the Trainer did not enable DeepSpeed "
+            f"(ACCELERATE_USE_CPU={os.environ.get('ACCELERATE_USE_CPU')!r} turns it off silently: unset it)"
+        )
+
+
+# ---- model ----------------------------------------------------------------------------------------------------
+def build_model(model_args: ModelArguments, data_args: DataArguments, training_args: TrajVLMTrainingArguments):
+    """(model, processor) for the stage: loaded from --model_name_or_path or assembled from parts."""
+    from trajvlm.model import TrajVLMForConditionalGeneration, TrajVLMProcessor
+
+    dtype = torch.bfloat16 if training_args.bf16 else torch.float32
+    if model_args.model_name_or_path:
+        kwargs = {"dtype": dtype}
+        if model_args.attn_implementation:
+            kwargs["attn_implementation"] = model_args.attn_implementation
+        model = TrajVLMForConditionalGeneration.from_pretrained(model_args.model_name_or_path, **kwargs)
+        processor = TrajVLMProcessor.from_pretrained(model_args.model_name_or_path)
+    else:
+        from trajvlm.model import build_from_parts
+
+        trajtok_config = None
+        if model_args.trajtok_config:
+            with open(model_args.trajtok_config) as f:
+                trajtok_config = json.load(f)
+        model, processor = build_from_parts(
+            vision=model_args.vision_tower,
+            llm=model_args.llm,
+            connector=model_args.connector,
+            projector=model_args.projector,
+            trajtok_config=trajtok_config,
+            token_budget=model_args.token_budget,
+            num_frames=data_args.num_frames,
+            chat_template=model_args.conv_template,
+            dtype=dtype,
+        )
+    if model_args.init_trajtok:
+        init_trajtok_from(model, model_args.init_trajtok)
+    if model_args.pretrain_connector:
+        names = load_connector(model, model_args.pretrain_connector)
+        logger.info("loaded %d connector tensors from %s", len(names), model_args.pretrain_connector)
+    model.config.seg_loss_weight = float(training_args.seg_loss_weight)
+    if model_args.token_budget is not None:
+        model.config.token_budget = int(model_args.token_budget)
+    model.config.use_cache = False
+    if getattr(model.config, "text_config", None) is not None:
+        model.config.text_config.use_cache = False
+    return model, processor
+
+
+def init_trajtok_from(model, path: str) -> None:
+    """Load a segmenter pretraining checkpoint (scripts/train_segmenter.py) into TrajTok (+ conv backbone).
+
+    The file's keys are ``trajtok.*`` and optionally ``vision_tower.*`` (TrajVLM state-dict names). Keys of
+    TrajTok that the file lacks keep their initialisation; a key the model lacks is an error.
+    """
+    from safetensors.torch import load_file
+
+    state = load_file(path)
+    base = unwrap_model(model)
+    own = base.state_dict()
+    unknown = sorted(k for k in state if k not in own)
+    if unknown:
+        raise TrainingSetupError(f"--init_trajtok {path}: keys the model does not have: {unknown[:5]}")
+    bad = [k for k in state if tuple(state[k].shape) != tuple(own[k].shape)]
+    if bad:
+        raise TrainingSetupError(f"--init_trajtok {path}: shape mismatch for {bad[:5]}")
+    base.load_state_dict(state, strict=False)
+    logger.info("initialised %d tensors from %s", len(state), path)
+
+
+def configure_stage(model, model_args: ModelArguments, training_args: TrajVLMTrainingArguments):
+    counts = apply_stage(
+        model,
+        training_args.stage,
+        tune_vision_tower=model_args.tune_vision_tower,
+        freeze_connector=model_args.freeze_connector,
+        lora=model_args.lora_enable,
+    )
+    if model_args.lora_enable:
+        model = apply_lora(
+            model,
+            r=model_args.lora_r,
+            alpha=model_args.lora_alpha,
+            dropout=model_args.lora_dropout,
+            target_modules=model_args.lora_target_modules,
+        )
+    if training_args.gradient_checkpointing:
+        # on the inner LLM: a plain wrapper's gradient_checkpointing_enable does not reach the decoder layers
+        llm = part_modules(model)["llm"][0][1]
+        llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        training_args.gradient_checkpointing = False
+    logger.info("stage %s: trainable parameters per part %s", training_args.stage, counts)
+    return model
+
+
+# ---- data -----------------------------------------------------------------------------------------------------
+def build_data(processor, model, data_args: DataArguments, training_args: TrajVLMTrainingArguments):
+    """(train_dataset, data_collator, bad_sample_tracker) from the data pipeline."""
+    from trajvlm.data.collate import TrajVLMCollator
+    from trajvlm.data.dataset import build_training_dataset
+
+    dataset = build_training_dataset(
+        data_args.data_path,
+        video_folder=data_args.video_folder,
+        processor=processor,
+        num_frames=data_args.num_frames,
+        fps=data_args.video_fps,
+        sidecars="auto" if data_args.use_masks else "ignore",
+        max_length=training_args.model_max_length,
+        max_bad_sample_ratio=data_args.max_bad_sample_ratio,
+        seed=training_args.seed,
+    )
+    collator = TrajVLMCollator(processor)
+    return dataset, collator, getattr(dataset, "tracker", None)
+
+
+# ---- save -----------------------------------------------------------------------------------------------------
+def save_outputs(trainer, model, processor, model_args: ModelArguments, training_args) -> None:
+    """Final model folder (+ processor), and the connector-only file. Collective under ZeRO-3."""
+    out = training_args.output_dir
+    if model_args.lora_enable:
+        _save_merged_lora(trainer, model, out)
+    else:
+        trainer.save_model(out)  # gathers 16-bit weights under ZeRO-3 (stage3_gather_16bit_weights_on_model_save)
+    if training_args.save_connector:
+        save_connector(trainer.model_wrapped if trainer.is_deepspeed_enabled else model, os.path.join(out, CONNECTOR_FILE))
+    if trainer.is_world_process_zero():
+        processor.save_pretrained(out)
+
+
+def _save_merged_lora(trainer, model, out: str) -> None:
+    """Save the adapter (``<out>/lora_adapter``) and the LoRA-merged full model in ``<out>``."""
+    import contextlib
+
+    trainer.save_model(os.path.join(out, "lora_adapter"))
+    params = list(model.parameters())
+    ctx = contextlib.nullcontext()
+    if any(hasattr(p, "ds_id") for p in params):
+        import deepspeed
+
+        ctx = deepspeed.zero.GatheredParameters(params, modifier_rank=0)
+    with ctx:
+        merged = model.merge_and_unload()
+        if trainer.is_world_process_zero():
+            merged.save_pretrained(out, safe_serialization=True)
+
+
+# ---- entry ----------------------------------------------------------------------------------------------------
+def run(stage: str, argv: list[str] | None = None) -> dict:
+    """Train one stage from a command line. Returns the summary written to ``<output_dir>/train_summary.json``."""
+    from transformers import set_seed
+
+    model_args, data_args, training_args = parse_args(argv, stage)
+    logging.basicConfig(
+        level=logging.INFO if training_args.process_index == 0 else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    set_seed(training_args.seed)
+    started = time.time()
+    try:
+        model, processor = build_model(model_args, data_args, training_args)
+        model = configure_stage(model, model_args, training_args)
+        train_dataset, collator, tracker = build_data(processor, model, data_args, training_args)
+
+        from trajvlm.train.trainer import TrajVLMTrainer
+
+        trainer = TrajVLMTrainer(
+            model=model,
+            args=training_args,
+            train_dataset=train_dataset,
+            data_collator=collator,
+            processing_class=processor,
+            bad_sample_tracker=tracker,
+        )
+        check_deepspeed_enabled(trainer, training_args)
+        resume = resolve_resume(training_args.resume_from_checkpoint, training_args.output_dir, training_args.auto_resume)
+        if resume:
+            logger.info("resuming from %s", resume)
+        result = trainer.train(resume_from_checkpoint=resume)
+        save_outputs(trainer, model, processor, model_args, training_args)
+        summary = {
+            "stage": stage,
+            "global_step": trainer.state.global_step,
+            "train_loss": result.training_loss,
+            "resumed_from": resume,
+            "deepspeed": training_args.deepspeed,
+            "world_size": training_args.world_size,
+            "wall_seconds": round(time.time() - started, 1),
+            "bad_samples": getattr(tracker, "num_bad", None),
+            "log_history": trainer.state.log_history,
+        }
+        if trainer.is_world_process_zero():
+            with open(os.path.join(training_args.output_dir, SUMMARY_FILE), "w") as f:
+                json.dump(summary, f, indent=2)
+        return summary
+    finally:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+
+def main(stage: str, argv: list[str] | None = None) -> int:
+    run(stage, argv)
+    return 0
