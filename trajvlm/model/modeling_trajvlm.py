@@ -1,0 +1,478 @@
+"""TrajVLMForConditionalGeneration: vision tower -> connector (TrajTok | patch) -> projector -> spliced into the LLM.
+
+Data flow for one batch:
+    pixel_values_videos: list of V videos (T_v,3,S,S)  (or a (V,T,3,S,S) tensor)
+      --VisionTower, chunk by chunk-->  features (V,t,h,w,C) per chunk
+      --TrajTok.tokenize_chunks (streaming) | PatchConnector-->  per video tokens (N_v*q, D) | (T*h'*w', C)
+      --Projector-->  per video embeds (n_v, d)                                   (ragged across videos)
+    input_ids (B,L) with ONE <video> id per video --splice--> inputs_embeds (B,L',d), labels (B,L') -100 on video
+      --LLM--> logits (B,L',vocab), LM loss (+ weighted segmentation loss when masks are given)
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from transformers import AutoModelForCausalLM, GenerationMixin, PreTrainedModel
+from transformers.utils import ModelOutput
+
+from ..trajtok import TrajTok, TrajTokOutput, segmentation_loss
+from ..vision.hf_tower import VisionTower
+from .configuration_trajvlm import TrajVLMConfig
+from .patch_connector import PatchConnector, patch_token_count
+from .processing_trajvlm import IGNORE_INDEX, NoSupervisedTokensError, VideoPlaceholderError
+from .projector import Projector
+
+
+@dataclass
+class VideoEncoding:
+    """What the connector made of a batch of videos (ragged: one entry per video, in input order)."""
+
+    embeds: list[torch.Tensor]  # per video (n_v, d) LLM-space visual embeddings, n_v = N_v*q (trajtok) or T*h'*w'
+    trajtok: TrajTokOutput | None  # trajectories behind the embeds (None for the patch connector)
+    num_frames: list[int]  # T_v per video
+    grid: tuple[int, int]  # (h,w) of the vision tower's feature grid
+    num_patch_tokens: list[int]  # what the patch baseline would spend on the same frames (pool stride of config)
+
+    @property
+    def num_tokens(self) -> list[int]:
+        return [int(e.shape[0]) for e in self.embeds]
+
+    @property
+    def num_trajectories(self) -> list[int] | None:
+        return None if self.trajtok is None else [int(t.shape[0]) for t in self.trajtok.trajectory_ids]
+
+
+@dataclass
+class SplicedInputs:
+    inputs_embeds: torch.Tensor  # (B,L',d)
+    attention_mask: torch.Tensor  # (B,L') long
+    position_ids: torch.Tensor  # (B,L') long, counted over attended positions only
+    labels: torch.Tensor | None  # (B,L') IGNORE_INDEX on padding, prompt and visual positions
+    video_spans: list[list[tuple[int, int]]] = field(default_factory=list)  # per sample [(start,end)) of each video
+
+
+@dataclass
+class TrajVLMOutput(ModelOutput):
+    loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+    past_key_values: object | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
+    lm_loss: torch.FloatTensor | None = None
+    seg_loss: torch.FloatTensor | None = None
+    attention_mask: torch.LongTensor | None = None  # (B,L') after splicing
+    labels: torch.LongTensor | None = None  # (B,L') after splicing
+
+
+class TrajVLMPreTrainedModel(PreTrainedModel):
+    config_class = TrajVLMConfig
+    base_model_prefix = "trajvlm"
+    main_input_name = "input_ids"
+    input_modalities = ("video", "text")
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    _supports_flex_attn = True
+    _supports_attention_backend = True
+    _skip_keys_device_placement = ["past_key_values"]
+
+    def _init_weights(self, module: nn.Module) -> None:
+        # Sub-models (vision tower, LLM) initialise themselves. Connector/projector modules keep the init of their
+        # constructors (their parameters are flagged as initialised before post_init); only tensors that were NOT
+        # loaded by from_pretrained reach here unflagged, and get the module's default init.
+        if hasattr(module, "reset_parameters"):
+            module.reset_parameters()  # torch.nn.init calls are guarded: flagged tensors are left untouched
+            return
+        from transformers import initialization as init
+
+        for p in module.parameters(recurse=False):
+            init.normal_(p, mean=0.0, std=0.02)
+
+
+class TrajVLMForConditionalGeneration(TrajVLMPreTrainedModel, GenerationMixin):
+    """Video LLM with a trajectory (or patch) connector. See the module docstring for the data flow."""
+
+    def __init__(self, config: TrajVLMConfig):
+        super().__init__(config)
+        config.check()
+        self.vision_tower = VisionTower(config.vision_config, config.vision_feature_layer)
+        if config.connector == "trajtok":
+            self.connector = TrajTok(config.trajtok_config)
+            width = config.trajtok_config.hidden_dim
+        else:
+            self.connector = PatchConnector(config.patch_pool_stride)
+            width = config.vision_width
+        self.projector = Projector(config.projector, width, config.text_config.hidden_size)
+        self.language_model = AutoModelForCausalLM.from_config(config.text_config)
+        # one config object per part, so resizing / editing a part shows in the saved config
+        config.text_config = self.language_model.config
+        config.vision_config = self.vision_tower.model.config
+        if config.connector == "trajtok":
+            self.connector.config = config.trajtok_config
+        for p in [*self.connector.parameters(), *self.projector.parameters()]:
+            p._is_hf_initialized = True  # keep the constructors' init (see _init_weights)
+        self.post_init()
+
+    # ---- embeddings / LLM plumbing -------------------------------------------------------------------------
+    def get_input_embeddings(self) -> nn.Module:
+        return self.language_model.get_input_embeddings()
+
+    def set_input_embeddings(self, value: nn.Module) -> None:
+        self.language_model.set_input_embeddings(value)
+
+    def get_output_embeddings(self) -> nn.Module:
+        return self.language_model.get_output_embeddings()
+
+    def set_output_embeddings(self, value: nn.Module) -> None:
+        self.language_model.set_output_embeddings(value)
+
+    def get_decoder(self):
+        return self.language_model.get_decoder()
+
+    def resize_token_embeddings(self, new_num_tokens: int | None = None, pad_to_multiple_of: int | None = None, **kw):
+        emb = self.language_model.resize_token_embeddings(new_num_tokens, pad_to_multiple_of, **kw)
+        self.config.text_config = self.language_model.config
+        return emb
+
+    # ---- vision --------------------------------------------------------------------------------------------
+    @staticmethod
+    def _video_list(pixel_values_videos) -> list[torch.Tensor]:
+        if isinstance(pixel_values_videos, torch.Tensor):
+            if pixel_values_videos.ndim != 5:
+                raise ValueError(
+                    f"pixel_values_videos must be (V,T,3,S,S) or a list of (T,3,S,S), got {tuple(pixel_values_videos.shape)}"
+                )
+            return list(pixel_values_videos.unbind(0))
+        videos = list(pixel_values_videos)
+        for i, v in enumerate(videos):
+            if not isinstance(v, torch.Tensor) or v.ndim != 4 or v.shape[1] != 3 or v.shape[0] < 1:
+                shape = tuple(v.shape) if isinstance(v, torch.Tensor) else type(v).__name__
+                raise ValueError(f"pixel_values_videos[{i}] must be a (T,3,S,S) tensor with T >= 1, got {shape}")
+        return videos
+
+    def _feature_chunks(self, frames: torch.Tensor, chunk: int) -> Iterator[torch.Tensor]:
+        """frames (B,T,3,S,S) -> yields features (B,t,h,w,C), the tower run on `chunk` frames per video at a time."""
+        b = frames.shape[0]
+        for x in frames.split(chunk, dim=1):
+            t = x.shape[1]
+            feats = self.vision_tower(x.flatten(0, 1))  # (B*t,h,w,C)
+            yield feats.reshape(b, t, *feats.shape[1:])
+
+    def encode_video(
+        self,
+        pixel_values_videos: Sequence[torch.Tensor] | torch.Tensor,
+        *,
+        token_budget: int | None = None,
+        fixed_k: bool | None = None,
+        keep_maps: bool = True,
+    ) -> VideoEncoding:
+        """Videos (list of (T_v,3,S,S) or (V,T,3,S,S)) -> per-video LLM embeddings + the trajectories behind them.
+
+        Videos with the same shape are batched; the vision tower runs chunk by chunk (TrajTok's
+        ``frames_per_chunk`` for the trajtok connector, ``config.vision_chunk_frames`` for the patch one), so
+        activation memory is bounded whatever the video length. ``token_budget`` overrides the config's;
+        ``keep_maps=False`` drops the per-cell maps (hard_ids, assignment_logits) for long videos.
+        """
+        cfg = self.config
+        videos = self._video_list(pixel_values_videos)
+        if not videos:
+            raise ValueError("encode_video got no videos")
+        param = next(self.vision_tower.parameters())
+        budget = token_budget if token_budget is not None else cfg.token_budget
+        if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
+            raise ValueError(f"token_budget must be an int >= 1, got {budget!r}")
+        groups: dict[tuple, list[int]] = {}
+        for i, v in enumerate(videos):
+            groups.setdefault(tuple(v.shape), []).append(i)
+        embeds: list[torch.Tensor | None] = [None] * len(videos)
+        outs: list[tuple[list[int], TrajTokOutput]] = []
+        grid = None
+        lm_dtype = self.get_input_embeddings().weight.dtype
+        for shape, idx in groups.items():
+            frames = torch.stack([videos[i] for i in idx]).to(device=param.device, dtype=param.dtype)  # (B,T,3,S,S)
+            if cfg.connector == "trajtok":
+                q = cfg.trajtok_config.tokens_per_trajectory
+                chunks = self._feature_chunks(frames, cfg.trajtok_config.frames_per_chunk)
+                out = self.connector.tokenize_chunks(
+                    chunks, fixed_k=fixed_k, max_trajectories=max(1, budget // q), keep_maps=keep_maps
+                )
+                outs.append((idx, out))
+                tokens = out.tokens  # per video (N_b,q,D)
+                if out.hard_ids is not None:
+                    grid = tuple(out.hard_ids.shape[-2:])
+            else:
+                feats = torch.cat(list(self._feature_chunks(frames, cfg.vision_chunk_frames)), dim=1)  # (B,T,h,w,C)
+                grid = tuple(feats.shape[2:4])
+                tokens = self.connector(feats)  # per video (T*h'*w', C)
+            for i, tok in zip(idx, tokens):
+                embeds[i] = self.projector(tok.reshape(-1, tok.shape[-1])).to(lm_dtype)  # (n_v, d)
+        if grid is None:
+            grid = self.vision_tower.grid_size(videos[0].shape[-1])
+        num_frames = [int(v.shape[0]) for v in videos]
+        patch_counts = [patch_token_count(t, grid[0], grid[1], cfg.patch_pool_stride) for t in num_frames]
+        trajtok = _merge_trajtok_outputs(outs, len(videos)) if outs else None
+        return VideoEncoding(embeds, trajtok, num_frames, grid, patch_counts)
+
+    def _dummy_visual(self) -> torch.Tensor:
+        """Run every connector parameter on a blank 1-frame video (text-only batches under ZeRO-3)."""
+        s = self.config.image_size
+        param = next(self.vision_tower.parameters())
+        blank = torch.zeros(1, 1, 3, s, s, device=param.device, dtype=param.dtype)
+        enc = self.encode_video(blank, fixed_k=True if self.config.connector == "trajtok" else None)
+        return enc.embeds[0]
+
+    # ---- splice --------------------------------------------------------------------------------------------
+    def splice(
+        self,
+        input_ids: torch.LongTensor,
+        attention_mask: torch.Tensor | None,
+        video_embeds: Sequence[torch.Tensor],
+        labels: torch.LongTensor | None = None,
+        padding_side: str | None = None,
+    ) -> SplicedInputs:
+        """Replace each <video> id (one per video, row-major order) by that video's embeddings; re-pad.
+
+        padding_side: None -> the side the input is padded on ("left" if unpadded and not training).
+        """
+        vid = self.config.video_token_id
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        keep_all = attention_mask.bool()
+        is_video = (input_ids == vid) & keep_all
+        n_placeholders = int(is_video.sum())
+        if n_placeholders != len(video_embeds):
+            per_row = is_video.sum(1).tolist()
+            raise VideoPlaceholderError(
+                f"{n_placeholders} video placeholder(s) (token id {vid}; per sample {per_row}) but "
+                f"{len(video_embeds)} video(s): each video needs exactly one placeholder"
+            )
+        if padding_side is None:
+            if (~keep_all[:, 0]).any():
+                padding_side = "left"
+            elif (~keep_all[:, -1]).any():
+                padding_side = "right"
+            else:
+                padding_side = "right" if self.training else "left"
+        text_embeds = self.get_input_embeddings()(input_ids)  # (B,L,d)
+        rows, row_labels, spans = [], [], []
+        k = 0
+        for b in range(input_ids.shape[0]):
+            keep = keep_all[b]
+            ids_b, emb_b = input_ids[b][keep], text_embeds[b][keep]
+            lab_b = labels[b][keep] if labels is not None else None
+            pieces, lab_pieces, row_spans, prev, length = [], [], [], 0, 0
+            for p in (ids_b == vid).nonzero().flatten().tolist():
+                v = video_embeds[k].to(emb_b.dtype)
+                pieces += [emb_b[prev:p], v]
+                if lab_b is not None:
+                    lab_pieces += [lab_b[prev:p], lab_b.new_full((v.shape[0],), IGNORE_INDEX)]
+                length += p - prev
+                row_spans.append((length, length + v.shape[0]))
+                length += v.shape[0]
+                prev, k = p + 1, k + 1
+            pieces.append(emb_b[prev:])
+            rows.append(torch.cat(pieces))  # (L_b',d)
+            if lab_b is not None:
+                lab_pieces.append(lab_b[prev:])
+                row_labels.append(torch.cat(lab_pieces))
+            spans.append(row_spans)
+        max_len = max(r.shape[0] for r in rows)
+        bsz, d = len(rows), text_embeds.shape[-1]
+        embeds = text_embeds.new_zeros(bsz, max_len, d)
+        mask = attention_mask.new_zeros(bsz, max_len)
+        out_labels = input_ids.new_full((bsz, max_len), IGNORE_INDEX) if labels is not None else None
+        for b, r in enumerate(rows):
+            n = r.shape[0]
+            off = max_len - n if padding_side == "left" else 0
+            embeds[b, off : off + n] = r
+            mask[b, off : off + n] = 1
+            if out_labels is not None:
+                out_labels[b, off : off + n] = row_labels[b]
+            if off:
+                spans[b] = [(s + off, e + off) for s, e in spans[b]]
+        position_ids = (mask.long().cumsum(-1) - 1).clamp(min=0)  # (B,L') positions over real tokens
+        return SplicedInputs(embeds, mask, position_ids, out_labels, spans)
+
+    def prepare_inputs_embeds(
+        self,
+        input_ids: torch.LongTensor,
+        attention_mask: torch.Tensor | None = None,
+        pixel_values_videos=None,
+        labels: torch.LongTensor | None = None,
+        *,
+        video_encoding: VideoEncoding | None = None,
+        padding_side: str | None = None,
+    ) -> tuple[SplicedInputs, VideoEncoding | None]:
+        """Encode the videos (unless `video_encoding` is given) and splice them into the text embeddings."""
+        if video_encoding is None and pixel_values_videos is not None and len(pixel_values_videos) > 0:
+            video_encoding = self.encode_video(pixel_values_videos)
+        embeds = video_encoding.embeds if video_encoding is not None else []
+        spliced = self.splice(input_ids, attention_mask, embeds, labels, padding_side)
+        return spliced, video_encoding
+
+    # ---- forward -------------------------------------------------------------------------------------------
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        pixel_values_videos=None,
+        labels: torch.LongTensor | None = None,
+        video_masks=None,
+        video_graphs=None,
+        *,
+        inputs_embeds: torch.FloatTensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        past_key_values=None,
+        use_cache: bool | None = None,
+        video_encoding: VideoEncoding | None = None,
+        logits_to_keep: int | torch.Tensor = 0,
+        **kwargs,
+    ) -> TrajVLMOutput:
+        """input_ids (B,L) with one <video> id per video; pixel_values_videos: videos of all samples in order.
+
+        Returns the LM loss over supervised (label != -100) tokens, plus ``seg_loss_weight * seg_loss`` when
+        ``video_masks`` (per video (T,H,W) instance ids, None for a video without masks) and ``video_graphs``
+        (per video (N,T)) are given. ``inputs_embeds`` (already spliced) bypasses the vision path.
+        """
+        if inputs_embeds is not None:
+            if input_ids is not None or pixel_values_videos is not None:
+                raise ValueError("pass either inputs_embeds (already spliced) or input_ids (+ videos), not both")
+            out = self.language_model(
+                inputs_embeds=inputs_embeds,
+                attention_mask=attention_mask,
+                position_ids=position_ids,
+                past_key_values=past_key_values,
+                labels=labels,
+                use_cache=use_cache,
+                logits_to_keep=logits_to_keep,
+                **kwargs,
+            )
+            return TrajVLMOutput(
+                loss=out.loss, logits=out.logits, past_key_values=out.past_key_values,
+                hidden_states=out.hidden_states, attentions=out.attentions, lm_loss=out.loss,
+                attention_mask=attention_mask, labels=labels,
+            )
+        if input_ids is None:
+            raise ValueError("forward needs input_ids (or inputs_embeds)")
+        spliced, enc = self.prepare_inputs_embeds(
+            input_ids, attention_mask, pixel_values_videos, labels, video_encoding=video_encoding
+        )
+        embeds = spliced.inputs_embeds
+        if enc is None and torch.is_grad_enabled():
+            # text-only batch: every rank must still touch every connector parameter (ZeRO-3), at zero weight
+            embeds = embeds + 0.0 * self._dummy_visual().sum()
+        if spliced.labels is not None and not (spliced.labels != IGNORE_INDEX).any():
+            raise NoSupervisedTokensError("labels were given but no position of the batch is supervised")
+        out = self.language_model(
+            inputs_embeds=embeds,
+            attention_mask=spliced.attention_mask,
+            position_ids=spliced.position_ids,
+            past_key_values=past_key_values,
+            labels=spliced.labels,
+            use_cache=use_cache,
+            logits_to_keep=logits_to_keep,
+            **kwargs,
+        )
+        lm_loss, loss, seg = out.loss, out.loss, None
+        if video_masks is not None or video_graphs is not None:
+            seg = self._segmentation_loss(enc, video_masks, video_graphs)
+            if seg is not None:
+                loss = seg * self.config.seg_loss_weight if loss is None else loss + self.config.seg_loss_weight * seg
+        return TrajVLMOutput(
+            loss=loss, logits=out.logits, past_key_values=out.past_key_values, hidden_states=out.hidden_states,
+            attentions=out.attentions, lm_loss=lm_loss, seg_loss=seg, attention_mask=spliced.attention_mask,
+            labels=spliced.labels,
+        )
+
+    def _segmentation_loss(self, enc: VideoEncoding | None, video_masks, video_graphs) -> torch.Tensor | None:
+        if self.config.connector != "trajtok":
+            raise ValueError("video_masks/video_graphs need the trajtok connector (the patch connector has no segmenter)")
+        if enc is None or video_masks is None or video_graphs is None:
+            raise ValueError("the segmentation loss needs videos, video_masks and video_graphs together")
+        if len(video_masks) != len(enc.embeds) or len(video_graphs) != len(enc.embeds):
+            raise ValueError(
+                f"{len(enc.embeds)} videos but {len(video_masks)} video_masks and {len(video_graphs)} video_graphs"
+            )
+        logits = enc.trajtok.assignment_logits  # (V,T_max,h,w,K)
+        losses = []
+        for v, (m, g) in enumerate(zip(video_masks, video_graphs)):
+            if m is None or g is None:
+                continue
+            m = torch.as_tensor(m, device=logits.device)
+            t = enc.num_frames[v]
+            losses.append(
+                segmentation_loss(
+                    logits[v : v + 1, :t], m[None], [torch.as_tensor(g)],
+                    frames_per_chunk=self.config.trajtok_config.frames_per_chunk,
+                )
+            )
+        return torch.stack(losses).mean() if losses else None
+
+    # ---- generation ----------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def generate(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        pixel_values_videos=None,
+        *,
+        video_encoding: VideoEncoding | None = None,
+        inputs_embeds: torch.FloatTensor | None = None,
+        **kwargs,
+    ) -> torch.LongTensor:
+        """Generate from the spliced embeddings (left padded). Returns ONLY the new tokens (B, new).
+
+        All GenerationMixin options pass through (max_new_tokens, do_sample, temperature, top_p, streamer,
+        eos_token_id, ...). The model's generation_config is used unless one is given.
+        """
+        if inputs_embeds is None:
+            if input_ids is None:
+                raise ValueError("generate needs input_ids (+ videos) or inputs_embeds")
+            spliced, _ = self.prepare_inputs_embeds(
+                input_ids, attention_mask, pixel_values_videos, video_encoding=video_encoding, padding_side="left"
+            )
+            inputs_embeds, attention_mask = spliced.inputs_embeds, spliced.attention_mask
+        elif attention_mask is None:
+            attention_mask = torch.ones(inputs_embeds.shape[:2], dtype=torch.long, device=inputs_embeds.device)
+        if "generation_config" not in kwargs:  # the model's defaults (eos/pad ids, stop tokens) + the call's options
+            gen_config = copy.deepcopy(self.generation_config)
+            kwargs = gen_config.update(**kwargs)  # returns the kwargs that are not generation options (streamer, ...)
+            kwargs["generation_config"] = gen_config
+        return self.language_model.generate(inputs_embeds=inputs_embeds, attention_mask=attention_mask, **kwargs)
+
+    # ---- construction from parts (stage 1) ----------------------------------------------------------------
+    @classmethod
+    def from_parts(cls, vision, llm=None, **kwargs):
+        """Build a new model from a pretrained vision tower and LLM (hub ids / local paths) or a LLaVA checkpoint.
+
+        Returns ``(model, processor)``. See :func:`trajvlm.model.build.from_parts` for the arguments.
+        """
+        from .build import from_parts
+
+        return from_parts(vision, llm, **kwargs)
+
+
+def _merge_trajtok_outputs(outs: list[tuple[list[int], TrajTokOutput]], n: int) -> TrajTokOutput:
+    """Per-shape-group outputs -> one TrajTokOutput in video order; per-cell maps padded along T (-1 / 0)."""
+    if len(outs) == 1 and outs[0][0] == list(range(n)):
+        return outs[0][1]
+    order = [None] * n
+    for idx, out in outs:
+        for j, i in enumerate(idx):
+            order[i] = (out, j)
+    lists = {k: [getattr(o, k)[j] for o, j in order] for k in ("tokens", "trajectory_ids", "boxes", "presence", "areas")}
+    t_max = max(o.num_frames for o, _ in order)
+    hard = logits = None
+    if all(o.hard_ids is not None for o, _ in order):
+        hard = torch.stack(
+            [nn.functional.pad(o.hard_ids[j], (0, 0, 0, 0, 0, t_max - o.num_frames), value=-1) for o, j in order]
+        )  # (V,T_max,h,w)
+        logits = torch.stack(
+            [nn.functional.pad(o.assignment_logits[j], (0, 0, 0, 0, 0, 0, 0, t_max - o.num_frames)) for o, j in order]
+        )  # (V,T_max,h,w,K)
+    return TrajTokOutput(hard_ids=hard, assignment_logits=logits, num_frames=t_max, **lists)
