@@ -15,6 +15,9 @@ import sys
 # Order = order in `trajvlm --help`. Add a subcommand by adding its module here.
 SUBCOMMAND_MODULES: list[str] = [
     "trajvlm.commands.synth",
+    "trajvlm.commands.demo",
+    "trajvlm.commands.chat",
+    "trajvlm.commands.tokenize",
 ]
 
 
