@@ -18,6 +18,7 @@ SUBCOMMAND_MODULES: list[str] = [
     "trajvlm.commands.demo",
     "trajvlm.commands.chat",
     "trajvlm.commands.tokenize",
+    "trajvlm.commands.eval",
 ]
 
 
