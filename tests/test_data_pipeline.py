@@ -208,6 +208,8 @@ def test_processor_errors_name_the_sample(tmp_path):
         ({"id": "x", "video": "v.mp4", "conversations": [{"from": "user", "value": "<video>"}]}, "'from' must be"),
         ({"id": "x", "video": "v.mp4", "start": 3, "end": 2, "conversations": _conv()}, "must be < 'end'"),
         ({"id": "x", "video": ["a.mp4", "b.mp4"], "conversations": _conv()}, "1 '<video>' placeholder\\(s\\) but 2"),
+        ({"id": "x", "conversations": [{"value": "hi", "role": "user"}]}, "must be an object with 'from' and 'value'"),
+        ({"id": "x", "video": "", "conversations": _conv()}, "must be a non-empty path"),
     ],
 )
 def test_bad_records_are_clear_errors_naming_id_and_file(tmp_path, record, message):

@@ -50,6 +50,7 @@ __all__ = [
     "VideoDataConfig",
     "estimate_length",
     "normalize_conversations",
+    "record_problem",
     "validate_record",
 ]
 
@@ -121,6 +122,53 @@ def record_id(record: dict, fallback: str) -> str:
     return fallback if rid is None else str(rid)
 
 
+def record_problem(record: Any, video_token: str = DEFAULT_VIDEO_TOKEN) -> str | None:
+    """What is wrong with a record, or None when it is well-formed (see `validate_record`)."""
+    if not isinstance(record, dict):
+        return f"must be a JSON object, got {type(record).__name__}"
+    if "video" in record and "image" in record:
+        return "has both 'video' and 'image'; a sample holds one kind of media"
+    conv = record.get("conversations")
+    if conv is None:
+        return "missing 'conversations'"
+    if not isinstance(conv, list) or not conv:
+        return "'conversations' must be a non-empty list of turns"
+    has_gpt, n_placeholders = False, 0
+    for t, turn in enumerate(conv):
+        if not isinstance(turn, dict) or "from" not in turn or "value" not in turn:
+            return f"turn {t} must be an object with 'from' and 'value', got {turn!r:.120}"
+        role, value = turn["from"], turn["value"]
+        if role not in ROLES:
+            return f"turn {t}: 'from' must be one of {ROLES}, got {role!r}"
+        if not isinstance(value, str):
+            return f"turn {t}: 'value' must be a string, got {type(value).__name__}"
+        has_gpt = has_gpt or role == "gpt"
+        n_placeholders += value.count(video_token)
+    if not has_gpt:
+        return "has no 'gpt' turn: nothing to learn from"
+    kind, paths = _media(record)
+    if kind is not None and (not paths or not all(isinstance(p, str) and p for p in paths)):
+        return f"'{kind}' must be a non-empty path or a list of them, got {record[kind]!r}"
+    if n_placeholders != len(paths):
+        hint = ""
+        if video_token != "<image>" and any("<image>" in turn["value"] for turn in conv):
+            hint = f" (found '<image>': images and videos both use {video_token!r}; convert with data_recipes/*/convert.py)"
+        if kind is not None and n_placeholders == 0:
+            return f"has a {kind} but no {video_token!r} placeholder in its conversations{hint}"
+        return f"has {n_placeholders} {video_token!r} placeholder(s) but {len(paths)} {kind or 'video'}(s){hint}"
+    if "start" in record or "end" in record:
+        for key in ("start", "end"):
+            if key in record:
+                if kind != "video" or len(paths) != 1:
+                    return f"'{key}' needs exactly one 'video'"
+                v = record[key]
+                if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or v < 0:
+                    return f"'{key}' must be a non-negative number of seconds, got {v!r}"
+        if "start" in record and "end" in record and record["start"] >= record["end"]:
+            return f"'start' ({record['start']}) must be < 'end' ({record['end']})"
+    return None
+
+
 def validate_record(record: Any, *, where: str, video_token: str = DEFAULT_VIDEO_TOKEN) -> None:
     """Raise `DataFormatError` (prefixed with `where`, e.g. "file.json: sample #3 (id='x')") if malformed.
 
@@ -128,49 +176,9 @@ def validate_record(record: Any, *, where: str, video_token: str = DEFAULT_VIDEO
     turn; at most one of video/image, each a non-empty path or list of paths; as many `<video>`
     placeholders in the turns as media; start/end only with one video and start < end.
     """
-
-    def fail(msg: str):
-        raise DataFormatError(f"{where}: {msg}")
-
-    if not isinstance(record, dict):
-        fail(f"must be a JSON object, got {type(record).__name__}")
-    if "video" in record and "image" in record:
-        fail("has both 'video' and 'image'; a sample holds one kind of media")
-    conv = record.get("conversations")
-    if conv is None:
-        fail("missing 'conversations'")
-    if not isinstance(conv, list) or not conv:
-        fail("'conversations' must be a non-empty list of turns")
-    for t, turn in enumerate(conv):
-        if not isinstance(turn, dict) or set(turn) < {"from", "value"}:
-            fail(f"turn {t} must be an object with 'from' and 'value', got {turn!r:.120}")
-        if turn["from"] not in ROLES:
-            fail(f"turn {t}: 'from' must be one of {ROLES}, got {turn['from']!r}")
-        if not isinstance(turn["value"], str):
-            fail(f"turn {t}: 'value' must be a string, got {type(turn['value']).__name__}")
-    if not any(turn["from"] == "gpt" for turn in conv):
-        fail("has no 'gpt' turn: nothing to learn from")
-    kind, paths = _media(record)
-    if kind is not None:
-        if not paths or not all(isinstance(p, str) and p for p in paths):
-            fail(f"'{kind}' must be a non-empty path or a list of them, got {record[kind]!r}")
-    n_placeholders = sum(turn["value"].count(video_token) for turn in conv)
-    if n_placeholders != len(paths):
-        hint = ""
-        if "<image>" in " ".join(turn["value"] for turn in conv) and video_token != "<image>":
-            hint = f" (found '<image>': images and videos both use {video_token!r}; convert with data_recipes/*/convert.py)"
-        if kind is not None and n_placeholders == 0:
-            fail(f"has a {kind} but no {video_token!r} placeholder in its conversations{hint}")
-        fail(f"has {n_placeholders} {video_token!r} placeholder(s) but {len(paths)} {kind or 'video'}(s){hint}")
-    for key in ("start", "end"):
-        if key in record:
-            if kind != "video" or len(paths) != 1:
-                fail(f"'{key}' needs exactly one 'video'")
-            v = record[key]
-            if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or v < 0:
-                fail(f"'{key}' must be a non-negative number of seconds, got {v!r}")
-    if "start" in record and "end" in record and record["start"] >= record["end"]:
-        fail(f"'start' ({record['start']}) must be < 'end' ({record['end']})")
+    problem = record_problem(record, video_token)
+    if problem is not None:
+        raise DataFormatError(f"{where}: {problem}")
 
 
 def normalize_conversations(
@@ -308,9 +316,12 @@ class LazyVideoTextDataset(torch.utils.data.Dataset):
         self._offsets = np.cumsum([0] + [len(s.records) for s in sources])  # (S+1,)
         if self._offsets[-1] == 0:
             raise DataFormatError(f"{self.data_path}: no samples (after mixture sampling)")
+        token = self.config.video_token
         for s in sources:
             for j, rec in enumerate(s.records):
-                validate_record(rec, where=self._where(s, j, rec), video_token=self.config.video_token)
+                problem = record_problem(rec, token)
+                if problem is not None:  # `where` is only formatted on failure: this loop sees every record
+                    raise DataFormatError(f"{self._where(s, j, rec)}: {problem}")
         self._lengths: list[int] | None = None
 
     # -- indexing helpers
