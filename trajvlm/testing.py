@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -43,10 +44,13 @@ def _corpus() -> list[str]:
     return lines
 
 
-def build_tiny_tokenizer(save_dir: str | os.PathLike | None = None, *, vocab_size: int = 512):
+def build_tiny_tokenizer(
+    save_dir: str | os.PathLike | None = None, *, vocab_size: int = 512, special_tokens: Sequence[str] | None = None
+):
     """SentencePiece BPE (byte fallback) trained on a built-in corpus, converted to a (fast) LlamaTokenizer.
 
-    Adds <video> and the llama3 template tokens as special tokens; pad = <unk>. Saved to `save_dir` if given.
+    Adds `special_tokens` (default: <video> and the llama3 template tokens) as special tokens; pad = <unk>.
+    Saved to `save_dir` if given.
     """
     import sentencepiece as spm
     from tokenizers import AddedToken
@@ -73,8 +77,10 @@ def build_tiny_tokenizer(save_dir: str | os.PathLike | None = None, *, vocab_siz
     with tempfile.TemporaryDirectory() as tmp:
         Path(tmp, "tokenizer.model").write_bytes(buf.getvalue())
         tok = LlamaTokenizer.from_pretrained(tmp, add_bos_token=True, legacy=False)
-    specials = [VIDEO_TOKEN, *sorted({t for tpl in TEMPLATES.values() for t in tpl.special_tokens})]
-    tok.add_tokens([AddedToken(t, special=True, normalized=False) for t in specials], special_tokens=True)
+    if special_tokens is None:
+        special_tokens = [VIDEO_TOKEN, *sorted({t for tpl in TEMPLATES.values() for t in tpl.special_tokens})]
+    if special_tokens:
+        tok.add_tokens([AddedToken(t, special=True, normalized=False) for t in special_tokens], special_tokens=True)
     tok.pad_token = tok.unk_token
     if save_dir is not None:
         tok.save_pretrained(save_dir)
