@@ -279,12 +279,12 @@ def test_sidecar_policies(tmp_path):
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        (dict(graph=False), "without its partner"),
-        (dict(m=np.zeros((5, 32, 32), np.uint16)), "has 5 frames but the video has 6"),
-        (dict(m=np.zeros((6, 32, 32), np.float32)), "must hold integers"),
-        (dict(g=np.full((1, 6), 3, np.int32)), "mask ids \\[3\\] are not in the mask"),
-        (dict(g=np.ones((2, 6), np.int32)), "share a mask id"),
-        (dict(g=np.ones((6,), np.int32)), "must be \\(N,T\\)"),
+        ({"graph": False}, "without its partner"),
+        ({"m": np.zeros((5, 32, 32), np.uint16)}, "has 5 frames but the video has 6"),
+        ({"m": np.zeros((6, 32, 32), np.float32)}, "must hold integers"),
+        ({"g": np.full((1, 6), 3, np.int32)}, "mask ids \\[3\\] are not in the mask"),
+        ({"g": np.ones((2, 6), np.int32)}, "share a mask id"),
+        ({"g": np.ones((6,), np.int32)}, "must be \\(N,T\\)"),
     ],
 )
 def test_bad_sidecars_raise_naming_the_file(tmp_path, kwargs, message):

@@ -10,12 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from test_data_pipeline import FakeProcessor
 
 from trajvlm.data.dataset import DataFormatError, LazyVideoTextDataset, SkippedSample, VideoDataConfig
 from trajvlm.data.mixture import read_records
 from trajvlm.video import write_video
-
-from test_data_pipeline import FakeProcessor
 
 RECIPES = Path(__file__).resolve().parents[1] / "data_recipes"
 

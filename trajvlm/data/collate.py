@@ -73,7 +73,7 @@ class VideoTextCollator:
             raise ValueError("pad_token_id is None: give the tokenizer a pad token (e.g. tokenizer.pad_token = eos)")
 
     @classmethod
-    def from_tokenizer(cls, tokenizer, *, ignore_index: int = IGNORE_INDEX) -> "VideoTextCollator":
+    def from_tokenizer(cls, tokenizer, *, ignore_index: int = IGNORE_INDEX) -> VideoTextCollator:
         pad = tokenizer.pad_token_id
         if pad is None:
             raise ValueError(f"{type(tokenizer).__name__} has no pad token; set tokenizer.pad_token before collating")

@@ -75,14 +75,13 @@ def read_records(path: str | os.PathLike) -> list[dict]:
 
 
 def write_records(path: str | os.PathLike, records: list[dict]) -> None:
-    """Write records as `.jsonl` (one per line) when the suffix says so, else as one indented-free JSON list."""
+    """Write records as `.jsonl` (one per line) when the suffix says so, else as one JSON list."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w", encoding="utf-8") as f:
         if path.suffix == ".jsonl":
-            for rec in records:
-                f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+            f.writelines(json.dumps(rec, ensure_ascii=False) + "\n" for rec in records)
         else:
             json.dump(records, f, ensure_ascii=False)
     os.replace(tmp, path)  # never leave a half-written data file behind
@@ -131,7 +130,7 @@ def sample_indices(total: int, *, strategy: str = "all", ratio: float | None = N
         if not (isinstance(ratio, (int, float)) and not isinstance(ratio, bool) and math.isfinite(ratio) and ratio > 0):
             raise DataFormatError(f"sampling_ratio must be a positive number, got {ratio!r}")
         copies, frac = int(ratio), ratio - int(ratio)
-        extra = np.sort(rng.choice(total, size=int(round(frac * total)), replace=False)) if total else np.zeros(0, np.int64)
+        extra = np.sort(rng.choice(total, size=round(frac * total), replace=False)) if total else np.zeros(0, np.int64)
         return np.concatenate([np.tile(np.arange(total), copies), extra]).astype(np.int64)
     s = parse_sampling_strategy(strategy)
     n = s.count(total)
