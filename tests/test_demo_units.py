@@ -133,3 +133,26 @@ def test_prepare_video_refuses_bad_input(clip_path, tmp_path):
     text.write_text("this is not a video\n" * 50)
     with pytest.raises(VideoDecodeError):
         list(prepare_video(text, max_frames=8, fps=None, size=32, settings=st))
+
+
+def test_half_hour_video_is_decoded_in_bounded_chunks(tmp_path):
+    """A 30-minute video (1 fps, tiny frames so it is quick to write) never sits in memory whole."""
+    path = tmp_path / "half_hour.mp4"
+    frames = np.zeros((1800, 32, 32, 3), np.uint8)  # (T,H,W,3) 30 min at 1 fps
+    frames[:, :, :, 0] = (np.arange(1800) % 256)[:, None, None]
+    write_video(path, frames, fps=1)
+    del frames
+    st = DemoSettings(model_path="unused", chunk_frames=8, max_video_minutes=31)
+    events = prepare_video(path, max_frames=24, fps=None, size=32, settings=st)
+    first = next(events)
+    assert isinstance(first, Progress) and first.total == 24 and "30:00 video" in first.message, first.message
+    seen = []
+    for event in events:
+        if isinstance(event, Progress):
+            seen.append(event.done)
+        else:
+            prepared = event
+    assert seen == [8, 16, 24]  # three chunks of 8 sampled frames
+    assert prepared.clip.frames.shape == (24, 32, 32, 3) and prepared.chunks == 3
+    assert prepared.clip.duration == pytest.approx(1800, abs=1)
+    assert prepared.clip.timestamps[-1] > 1700  # spread over the whole half hour

@@ -26,7 +26,7 @@ def add_video_args(p: argparse.ArgumentParser) -> None:
                    "(trajvlm/assets/default_model, or $TRAJVLM_DEMO_MODEL)")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
     p.add_argument("--max-frames", type=int, default=32, help="frames sampled from the video, at most (default 32)")
-    p.add_argument("--fps", type=float, default=2.0, help="sampling rate cap in frames per second (default 2; 0 = none)")
+    p.add_argument("--fps", type=float, default=0.0, help="sampling rate cap in frames per second (default 0 = no cap)")
     p.add_argument("--token-budget", type=int, default=None, help="visual token cap (default: the model's own)")
     p.add_argument("--max-minutes", type=float, default=None, help="refuse videos longer than this (default: no limit)")
 

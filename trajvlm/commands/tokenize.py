@@ -37,6 +37,7 @@ def _run(args: argparse.Namespace) -> int:
         DemoInputError,
         PreparedVideo,
         check_sampling,
+        effective_budget,
         load_chat,
         model_input_size,
         prepare_video,
@@ -80,7 +81,7 @@ def _run(args: argparse.Namespace) -> int:
             "last_s": float(clip.timestamps[present[-1]]) if len(present) else None,
             "mean_box_area": round(area, 4),
         })
-    stats = stats_for(prepared, tokenized, budget)
+    stats = stats_for(prepared, tokenized, effective_budget(chat, budget))
     report = {"video": str(args.video), **stats.to_dict(), "overlay_png": str(out), "trajectory_list": rows}
     if args.json:
         print(json.dumps(report, indent=2))

@@ -82,7 +82,7 @@ def build_app(settings: DemoSettings, chat, *, examples_dir: Path = EXAMPLES_DIR
                 chatbot = gr.Chatbot(label="Chat", height=360, elem_id="chatbot",
                                      placeholder="Ask about the video, e.g. *What colour is the circle?*")
                 with gr.Row():
-                    question = gr.Textbox(placeholder="Ask a question about the video…", show_label=False,
+                    question = gr.Textbox(label="Question", placeholder="Ask a question about the video…", show_label=False,
                                           scale=5, elem_id="question", lines=1, max_lines=6)
                     send = gr.Button("Send", variant="primary", scale=1, elem_id="send")
                     clear = gr.Button("Clear", scale=1, elem_id="clear")

@@ -127,7 +127,9 @@ def draw_frame(
         box = (x0 * (width - 1), y0 * (height - 1), x1 * (width - 1), y1 * (height - 1))
         draw.rectangle(box, outline=color, width=line)
         text = f"#{int(tid)}"
-        tx, ty = box[0] + line, box[1] + line
+        l, t_, r, b = draw.textbbox((0, 0), text, font=font)
+        tx = min(box[0] + line, width - (r - l) - 2)  # keep the label inside the picture
+        ty = min(box[1] + line, height - (b - t_) - 2)
         l, t_, r, b = draw.textbbox((tx, ty), text, font=font)
         draw.rectangle((l - 1, t_ - 1, r + 1, b + 1), fill=(0, 0, 0))
         draw.text((tx, ty), text, fill=color, font=font)

@@ -15,6 +15,7 @@ Bad requests raise `DemoInputError` (message meant for the user); unreadable vid
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from collections.abc import Iterator, Sequence
@@ -254,14 +255,33 @@ def _tokenized(video_tokens, prepared: PreparedVideo, encode_s: float, settings:
     )
 
 
-def _budget_kwargs(token_budget: int | None) -> dict:
-    return {} if token_budget is None else {"token_budget": int(token_budget)}
+def with_budget(chat, token_budget: int | None):
+    """`chat` with its token budget set to `token_budget` (None: unchanged), without touching the shared object.
+
+    TrajVLMChat keeps the budget as an attribute; a shallow copy shares the model and processor, so concurrent
+    requests with different budgets do not race.
+    """
+    if token_budget is None or getattr(chat, "token_budget", None) == token_budget:
+        return chat
+    view = copy.copy(chat)
+    view.token_budget = int(token_budget)
+    return view
+
+
+def effective_budget(chat, token_budget: int | None) -> int | None:
+    """The visual-token cap in force: the request's, else the chat's, else the model config's."""
+    if token_budget is not None:
+        return int(token_budget)
+    if getattr(chat, "token_budget", None) is not None:
+        return int(chat.token_budget)
+    budget = getattr(getattr(getattr(chat, "model", None), "config", None), "token_budget", None)
+    return int(budget) if isinstance(budget, int) else None
 
 
 def tokenize_prepared(chat, prepared: PreparedVideo, *, token_budget: int | None, settings: DemoSettings) -> TokenizedVideo:
     """Run TrajTok on the prepared frames (no LLM) and draw the overlays."""
     t0 = time.perf_counter()
-    video_tokens = chat.tokenize_video(prepared.clip, **_budget_kwargs(token_budget))
+    video_tokens = with_budget(chat, token_budget).tokenize_video(prepared.clip)
     return _tokenized(video_tokens, prepared, time.perf_counter() - t0, settings)
 
 
@@ -291,8 +311,8 @@ def stream_answer(
     """Stream the answer to `question` about the prepared video (`history`: earlier (question, answer) turns)."""
     yield Progress("generate", 0, 1, f"Tokenizing {prepared.num_frames} frames and generating…")
     text, response = "", None
-    for delta in chat.ask_stream(prepared.clip, question, list(history), max_new_tokens=settings.max_new_tokens,
-                                 **_budget_kwargs(token_budget)):
+    chat = with_budget(chat, token_budget)
+    for delta in chat.ask_stream(prepared.clip, question, list(history), max_new_tokens=settings.max_new_tokens):
         piece = delta.text or ""
         if piece:
             text += piece
@@ -302,4 +322,5 @@ def stream_answer(
     if response is None:
         raise RuntimeError("TrajVLMChat.ask_stream ended without a final ChatResponse")
     final = response.text if response.text is not None else text
-    yield AnswerDone(text=final, response=response, stats=stats_for(prepared, None, token_budget, response))
+    stats = stats_for(prepared, None, effective_budget(chat, token_budget), response)
+    yield AnswerDone(text=final, response=response, stats=stats)

@@ -26,6 +26,7 @@ from .pipeline import (
     _tokenized,
     check_question,
     check_sampling,
+    effective_budget,
     model_input_size,
     prepare_video,
     stats_for,
@@ -143,7 +144,7 @@ class DemoHandlers:
                                                     settings=self.settings)
                 state.tokenized_budget = token_budget
             t = state.tokenized
-            stats = stats_for(state.prepared, t, token_budget)
+            stats = stats_for(state.prepared, t, effective_budget(self.chat, token_budget))
             yield {"status": f"✓ {t.num_trajectories} trajectories → {t.num_visual_tokens} visual tokens "
                              f"(patch baseline: {t.num_patch_tokens}). Ask a question!",
                    "gallery": t.gallery, "state": state, **self._stats_update(state, stats)}
