@@ -44,6 +44,8 @@ def test_loss_invariant_to_gt_permutation():
         pm, pg = permute_ids(masks, graphs[0], torch.tensor(perm))
         assert not torch.equal(pg[0], graphs[0])
         assert torch.allclose(segmentation_loss(logits, pm, pg), base, atol=1e-6)
+        ce = segmentation_loss(logits, masks, graphs, ce_weight=1.0)
+        assert ce > base and torch.allclose(segmentation_loss(logits, pm, pg, ce_weight=1.0), ce, atol=1e-6)
 
 
 def test_loss_low_for_perfect_prediction_and_invariant_to_slot_order():
@@ -55,6 +57,7 @@ def test_loss_low_for_perfect_prediction_and_invariant_to_slot_order():
     torch.manual_seed(0)
     rand = segmentation_loss(torch.randn(1, 4, 4, 4, 6), masks, graphs)
     assert good < 1e-3 and torch.allclose(good, shuffled) and rand > 100 * good
+    assert segmentation_loss(perfect, masks, graphs, ce_weight=1.0) < 1e-3
 
 
 def test_loss_per_chunk_matching():

@@ -51,12 +51,15 @@ def segmentation_loss(
     background_as_trajectory: bool = True,
     focal_weight: float = 20.0,
     dice_weight: float = 1.0,
+    ce_weight: float = 0.0,
     gamma: float = 2.0,
 ) -> torch.Tensor:
     """assignment_logits (B,T,h,w,K), masks (B,T,H,W) int ids, graphs list of B (N_b,T) -> scalar loss.
 
     frames_per_chunk: when the logits are the concatenation of independently segmented chunks (TrajTok on a
     long video), slot k of one chunk is not slot k of the next, so matching is done per chunk and averaged.
+    ce_weight: optional extra cross-entropy over K on cells covered by a matched GT trajectory (the matched
+    slot is the class); dense and not down-weighted like focal, it speeds up early training.
     """
     if not isinstance(assignment_logits, torch.Tensor) or assignment_logits.ndim != 5:
         shape = tuple(assignment_logits.shape) if isinstance(assignment_logits, torch.Tensor) else type(assignment_logits).__name__
@@ -90,5 +93,11 @@ def segmentation_loss(
                 dice = (1 - (2 * (pm * tm).sum(0) + 1) / (pm.sum(0) + tm.sum(0) + 1)).mean()
             else:
                 dice = p.new_zeros(())
-            losses.append(focal_weight * focal + dice_weight * dice)
+            total = focal_weight * focal + dice_weight * dice
+            if ce_weight and rows:
+                covered = target.sum(1) > 0  # (M,) cells whose GT trajectory got a slot
+                if covered.any():
+                    logp = lg.log_softmax(-1)
+                    total = total - ce_weight * (target * logp).sum(1)[covered].mean()
+            losses.append(total)
     return torch.stack(losses).mean()
