@@ -277,6 +277,17 @@ def test_trajtok_encoding_budget_chunks_and_segmentation_loss(tiny_trajvlm_dir):
     torch.testing.assert_close(out.loss, out.lm_loss + cfg.seg_loss_weight * out.seg_loss)
 
 
+def test_patch_connector_refuses_masks_unless_seg_weight_is_zero(tiny_patch_dir):
+    model, proc = load(tiny_patch_dir)
+    batch = proc(CONV, make_tiny_video())
+    masks, graphs = [torch.zeros(8, 32, 32, dtype=torch.long)], [torch.ones(1, 8, dtype=torch.long)]
+    with pytest.raises(ValueError, match="no segmenter"):
+        model(**batch, video_masks=masks, video_graphs=graphs)
+    model.config.seg_loss_weight = 0.0
+    out = model(**batch, video_masks=masks, video_graphs=graphs)
+    assert out.seg_loss is None and torch.equal(out.loss, out.lm_loss)
+
+
 # ---- from_parts ----------------------------------------------------------------------------------------------
 def test_from_parts_from_paths_adds_video_token(tiny_parts, tmp_path):
     bare = build_tiny_tokenizer(special_tokens=())

@@ -21,15 +21,13 @@ from transformers import (
     PreTrainedModel,
 )
 
-from ..trajtok import TrajTok, TrajTokConfig
+from ..trajtok import TrajTokConfig
 from ..vision.conv_backbone import ConvBackbone, ConvBackboneConfig
 from ..vision.processor import TrajVLMVideoProcessor
 from .chat_templates import get_template
 from .configuration_trajvlm import TrajVLMConfig
 from .modeling_trajvlm import TrajVLMForConditionalGeneration
-from .patch_connector import PatchConnector
 from .processing_trajvlm import TrajVLMProcessor
-from .projector import Projector
 
 LLAVA_MODEL_TYPES = ("llava", "llava_next_video", "llava_onevision")
 _VISION_OF_FULL = {"siglip": "vision_config", "siglip2": "vision_config", "clip": "vision_config"}
@@ -39,23 +37,24 @@ class BuildError(ValueError):
     """Parts that cannot be assembled into a TrajVLM."""
 
 
-def _load_vision(vision, dtype) -> tuple[PreTrainedModel, str | None, dict]:
+def _load_vision(vision, load_kw: dict) -> tuple[PreTrainedModel, str | None, dict]:
     """-> (vision model, path for its preprocessor config, extras (llava model / feature layer))."""
     if isinstance(vision, PreTrainedModel):
         return vision, getattr(vision.config, "_name_or_path", None) or None, {}
     path = os.fspath(vision)
     cfg = AutoConfig.from_pretrained(path)
     if cfg.model_type in LLAVA_MODEL_TYPES:
-        llava = AutoModelForImageTextToText.from_pretrained(path, dtype=dtype)
+        llava = AutoModelForImageTextToText.from_pretrained(path, **load_kw)
         layer = getattr(cfg, "vision_feature_layer", -1)
         if isinstance(layer, (list, tuple)):
             raise BuildError(f"{path}: multi-layer vision_feature_layer={layer} is not supported")
         return llava.model.vision_tower, path, {"llava": llava, "feature_layer": layer}
     if isinstance(cfg, ConvBackboneConfig):
-        return ConvBackbone.from_pretrained(path, dtype=dtype), path, {}
+        return ConvBackbone.from_pretrained(path, dtype=load_kw.get("dtype")), path, {}
     if cfg.model_type in _VISION_OF_FULL:  # a full SigLIP/CLIP checkpoint: keep its vision half
-        return AutoModel.from_pretrained(path, config=getattr(cfg, _VISION_OF_FULL[cfg.model_type]), dtype=dtype), path, {}
-    return AutoModel.from_pretrained(path, dtype=dtype), path, {}
+        sub = getattr(cfg, _VISION_OF_FULL[cfg.model_type])
+        return AutoModel.from_pretrained(path, config=sub, **load_kw), path, {}
+    return AutoModel.from_pretrained(path, **load_kw), path, {}
 
 
 def _llm_from_llava(llava) -> PreTrainedModel:
@@ -75,6 +74,14 @@ def _llm_from_llava(llava) -> PreTrainedModel:
     lm.tie_weights()
     lm.generation_config = llava.generation_config
     return lm
+
+
+def _mark_initialised(model: torch.nn.Module) -> None:
+    """Flag every module / tensor of a pretrained part so transformers' init_weights never re-initialises it."""
+    for m in model.modules():
+        m._is_hf_initialized = True
+    for t in [*model.parameters(), *model.buffers()]:
+        t._is_hf_initialized = True
 
 
 def add_special_tokens(tokenizer, tokens: list[str]) -> int:
@@ -118,7 +125,10 @@ def from_parts(
     trajtok_config: TrajTokConfig or a dict of its fields (feature_dim is filled from the tower).
     Other arguments: the TrajVLMConfig fields of the same name; image_mean/std override the tower's statistics.
     """
-    vision_model, vision_path, extras = _load_vision(vision, dtype)
+    load_kw = {"dtype": dtype}
+    if attn_implementation is not None:
+        load_kw["attn_implementation"] = attn_implementation
+    vision_model, vision_path, extras = _load_vision(vision, load_kw)
     llava = extras.get("llava")
     if llm is None and llava is None:
         raise BuildError("from_parts needs an llm unless `vision` is a LLaVA checkpoint")
@@ -127,7 +137,7 @@ def from_parts(
     elif isinstance(llm, PreTrainedModel):
         lm, tok_source = llm, getattr(llm.config, "_name_or_path", None)
     else:
-        lm = AutoModelForCausalLM.from_pretrained(os.fspath(llm), dtype=dtype)
+        lm = AutoModelForCausalLM.from_pretrained(os.fspath(llm), **load_kw)
         tok_source = os.fspath(llm)
     if tokenizer is None or isinstance(tokenizer, (str, os.PathLike)):
         source = tokenizer if tokenizer is not None else tok_source
@@ -141,7 +151,7 @@ def from_parts(
     add_special_tokens(tokenizer, [video_token, *template.special_tokens])
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.unk_token if tokenizer.unk_token is not None else tokenizer.eos_token
-    if len(tokenizer) > lm.get_input_embeddings().weight.shape[0]:
+    if len(tokenizer) > lm.config.vocab_size:
         lm.resize_token_embeddings(len(tokenizer))
     video_token_id = tokenizer.convert_tokens_to_ids(video_token)
 
@@ -150,7 +160,14 @@ def from_parts(
         trajtok_config = TrajTokConfig(feature_dim=width) if connector == "trajtok" else None
     elif isinstance(trajtok_config, dict):
         trajtok_config = TrajTokConfig(**{"feature_dim": width, **trajtok_config})
+    # keep each part's attention implementation (a plain TrajVLMConfig(...) would reset the sub-configs' to None)
+    attn = {
+        "": lm.config._attn_implementation,
+        "text_config": lm.config._attn_implementation,
+        "vision_config": vision_model.config._attn_implementation,
+    }
     config = TrajVLMConfig(
+        attn_implementation=attn,
         vision_config=vision_model.config,
         text_config=lm.config,
         trajtok_config=trajtok_config,
@@ -166,30 +183,16 @@ def from_parts(
         patch_pool_stride=patch_pool_stride,
         seg_loss_weight=seg_loss_weight,
     )
-    if attn_implementation is not None:
-        config._attn_implementation = attn_implementation
-
-    # Build the shell on meta (no random init of the big parts), then put the pretrained parts in.
-    with torch.device("meta"):
-        model = TrajVLMForConditionalGeneration(config)
-    model.vision_tower.model = vision_model
-    model.language_model = lm
-    if connector == "trajtok":
-        model.connector = TrajTok(config.trajtok_config)
-        in_dim = config.trajtok_config.hidden_dim
-    else:
-        model.connector = PatchConnector(patch_pool_stride)
-        in_dim = width
-    model.projector = Projector(projector, in_dim, lm.config.hidden_size)
+    # The pretrained parts go in as they are (flagged as initialised so post_init leaves them alone); only the
+    # connector and the projector are new.
+    _mark_initialised(vision_model)
+    _mark_initialised(lm)
+    model = TrajVLMForConditionalGeneration(config, vision_model=vision_model, language_model=lm)
     if llava is not None and connector == "patch" and projector == "mlp2x_gelu":
         src = llava.model.multi_modal_projector.state_dict()
         dst = model.projector.state_dict()
         if all(k in src and src[k].shape == v.shape for k, v in dst.items()):
             model.projector.load_state_dict({k: src[k] for k in dst})
-    config.vision_config, config.text_config = vision_model.config, lm.config
-    leftovers = [n for n, p in [*model.named_parameters(), *model.named_buffers()] if p.is_meta]
-    if leftovers:
-        raise BuildError(f"from_parts left parameters on the meta device: {leftovers[:5]}")
     if dtype is not None:
         model.to(dtype)
 

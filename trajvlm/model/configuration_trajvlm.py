@@ -26,8 +26,9 @@ class TrajVLMConfig(PretrainedConfig):
             (may be None) when ``connector="patch"``.
         connector: ``"trajtok"`` (trajectory tokens) or ``"patch"`` (LLaVA-Video style patch tokens).
         projector: ``"linear"`` or ``"mlp2x_gelu"``: connector width -> LLM hidden size.
-        token_budget: max visual tokens per video. TrajTok: caps trajectories at ``token_budget // q``.
-            Patch: more tokens than the budget is an error at encode time (raise the pool stride instead).
+        token_budget: max visual tokens per video for the TrajTok connector (caps trajectories at
+            ``token_budget // q``). The patch connector spends T*h'*w' tokens whatever the budget (that is the
+            baseline's cost); choose frames / ``patch_pool_stride`` to bound it.
         video_token: the placeholder string in prompts; ONE token per video.
         video_token_id: its id in the tokenizer (required).
         num_frames: frames sampled per video (uniform over the clip) by loaders that follow the config.

@@ -97,10 +97,18 @@ class TrajVLMPreTrainedModel(PreTrainedModel):
 class TrajVLMForConditionalGeneration(TrajVLMPreTrainedModel, GenerationMixin):
     """Video LLM with a trajectory (or patch) connector. See the module docstring for the data flow."""
 
-    def __init__(self, config: TrajVLMConfig):
+    def __init__(
+        self,
+        config: TrajVLMConfig,
+        *,
+        vision_model: PreTrainedModel | None = None,
+        language_model: PreTrainedModel | None = None,
+    ):
+        """vision_model / language_model: pretrained parts to use as they are (from_parts); by default both are
+        built (randomly initialised) from the config, as from_pretrained does before loading the weights."""
         super().__init__(config)
         config.check()
-        self.vision_tower = VisionTower(config.vision_config, config.vision_feature_layer)
+        self.vision_tower = VisionTower(config.vision_config, config.vision_feature_layer, model=vision_model)
         if config.connector == "trajtok":
             self.connector = TrajTok(config.trajtok_config)
             width = config.trajtok_config.hidden_dim
@@ -108,7 +116,9 @@ class TrajVLMForConditionalGeneration(TrajVLMPreTrainedModel, GenerationMixin):
             self.connector = PatchConnector(config.patch_pool_stride)
             width = config.vision_width
         self.projector = Projector(config.projector, width, config.text_config.hidden_size)
-        self.language_model = AutoModelForCausalLM.from_config(config.text_config)
+        if language_model is None:
+            language_model = AutoModelForCausalLM.from_config(config.text_config)
+        self.language_model = language_model
         # one config object per part, so resizing / editing a part shows in the saved config
         config.text_config = self.language_model.config
         config.vision_config = self.vision_tower.model.config
@@ -379,7 +389,7 @@ class TrajVLMForConditionalGeneration(TrajVLMPreTrainedModel, GenerationMixin):
             **kwargs,
         )
         lm_loss, loss, seg = out.loss, out.loss, None
-        if video_masks is not None or video_graphs is not None:
+        if (video_masks is not None or video_graphs is not None) and self.config.seg_loss_weight > 0:
             seg = self._segmentation_loss(enc, video_masks, video_graphs)
             if seg is not None:
                 loss = seg * self.config.seg_loss_weight if loss is None else loss + self.config.seg_loss_weight * seg
@@ -390,18 +400,27 @@ class TrajVLMForConditionalGeneration(TrajVLMPreTrainedModel, GenerationMixin):
         )
 
     def _segmentation_loss(self, enc: VideoEncoding | None, video_masks, video_graphs) -> torch.Tensor | None:
+        """Mean TrajTok segmentation loss over the videos that carry masks (None if none does)."""
+        masks = list(video_masks) if video_masks is not None else []
+        graphs = list(video_graphs) if video_graphs is not None else []
+        if not any(m is not None for m in masks) and not any(g is not None for g in graphs):
+            return None
         if self.config.connector != "trajtok":
-            raise ValueError("video_masks/video_graphs need the trajtok connector (the patch connector has no segmenter)")
-        if enc is None or video_masks is None or video_graphs is None:
-            raise ValueError("the segmentation loss needs videos, video_masks and video_graphs together")
-        if len(video_masks) != len(enc.embeds) or len(video_graphs) != len(enc.embeds):
             raise ValueError(
-                f"{len(enc.embeds)} videos but {len(video_masks)} video_masks and {len(video_graphs)} video_graphs"
+                "video_masks/video_graphs were given with seg_loss_weight > 0 but the patch connector has no "
+                "segmenter: set seg_loss_weight=0 for the patch baseline"
             )
+        n = len(enc.embeds) if enc is not None else 0
+        if len(masks) != n or len(graphs) != n:
+            raise ValueError(f"{n} videos but {len(masks)} video_masks and {len(graphs)} video_graphs")
         logits = enc.trajtok.assignment_logits  # (V,T_max,h,w,K)
+        if logits is None:
+            raise ValueError("the segmentation loss needs the per-cell maps (encode_video(keep_maps=True))")
         losses = []
-        for v, (m, g) in enumerate(zip(video_masks, video_graphs)):
-            if m is None or g is None:
+        for v, (m, g) in enumerate(zip(masks, graphs)):
+            if (m is None) != (g is None):
+                raise ValueError(f"video {v}: video_masks and video_graphs must be given together")
+            if m is None:
                 continue
             m = torch.as_tensor(m, device=logits.device)
             t = enc.num_frames[v]
@@ -411,7 +430,7 @@ class TrajVLMForConditionalGeneration(TrajVLMPreTrainedModel, GenerationMixin):
                     frames_per_chunk=self.config.trajtok_config.frames_per_chunk,
                 )
             )
-        return torch.stack(losses).mean() if losses else None
+        return torch.stack(losses).mean()
 
     # ---- generation ----------------------------------------------------------------------------------------
     @torch.no_grad()

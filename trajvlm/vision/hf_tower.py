@@ -30,9 +30,9 @@ class VisionTower(nn.Module):
     (e.g. -2, the penultimate layer LLaVA uses for CLIP). The conv tower ignores it.
     """
 
-    def __init__(self, vision_config: PretrainedConfig, feature_layer: int | None = None):
+    def __init__(self, vision_config: PretrainedConfig, feature_layer: int | None = None, model: nn.Module | None = None):
         super().__init__()
-        self.model = build_vision_model(vision_config)
+        self.model = model if model is not None else build_vision_model(vision_config)  # `model`: pretrained, as is
         self.feature_layer = feature_layer
 
     @property
