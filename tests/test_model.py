@@ -238,6 +238,19 @@ def test_patch_and_trajtok_share_the_model_class(tiny_trajvlm_dir, tiny_patch_di
     assert et.num_tokens[0] <= mt.config.token_budget
 
 
+def test_streaming_encode_matches_batched_encode(loaded):
+    model, proc = loaded
+    px = proc.video_processor(make_tiny_video(10, seed=4))  # (10,3,32,32)
+    with torch.no_grad():
+        ref = model.encode_video([px])
+        streamed = model.encode_video_chunks(iter(px.split(3)))  # chunking unrelated to the model's
+    assert streamed.num_frames == [10] and streamed.num_patch_tokens == ref.num_patch_tokens
+    torch.testing.assert_close(streamed.embeds[0], ref.embeds[0])
+    if ref.trajtok is not None:
+        assert torch.equal(streamed.trajtok.trajectory_ids[0], ref.trajtok.trajectory_ids[0])
+        assert torch.equal(streamed.trajtok.hard_ids, ref.trajtok.hard_ids)
+
+
 def test_text_only_batch_touches_every_connector_parameter(model_dir):
     model, proc = load(model_dir)
     model.train()

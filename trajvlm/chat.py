@@ -115,9 +115,13 @@ class TrajVLMChat:
     def _encode(self, video) -> tuple[VideoEncoding, VideoTokens]:
         frames, stamps, decode_s = self._load(video)
         t0 = time.perf_counter()
-        pixels = self.processor.video_processor(frames)  # (T,3,S,S)
+        vp = self.processor.video_processor
+        if len(frames) == 0:
+            vp(frames)  # raises VideoProcessorError naming the problem
+        step = max(1, vp.chunk_frames)
+        pixel_chunks = (vp(frames[i : i + step]) for i in range(0, len(frames), step))  # (t,3,S,S), lazily
         with torch.no_grad():
-            enc = self.model.encode_video([pixels.to(self.device)], token_budget=self.token_budget)
+            enc = self.model.encode_video_chunks(pixel_chunks, token_budget=self.token_budget)
         encode_s = time.perf_counter() - t0
         cfg = self.model.config
         tt = enc.trajtok

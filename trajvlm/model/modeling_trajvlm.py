@@ -12,7 +12,7 @@ Data flow for one batch:
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -227,6 +227,50 @@ class TrajVLMForConditionalGeneration(TrajVLMPreTrainedModel, GenerationMixin):
         patch_counts = [patch_token_count(t, grid[0], grid[1], cfg.patch_pool_stride) for t in num_frames]
         trajtok = _merge_trajtok_outputs(outs, len(videos)) if outs else None
         return VideoEncoding(embeds, trajtok, num_frames, grid, patch_counts)
+
+    def encode_video_chunks(
+        self,
+        pixel_chunks: Iterable[torch.Tensor],
+        *,
+        token_budget: int | None = None,
+        fixed_k: bool | None = None,
+        keep_maps: bool = True,
+    ) -> VideoEncoding:
+        """ONE video given as an iterable of pixel chunks (t_i,3,S,S) -- e.g. decoded and normalized lazily --
+        -> VideoEncoding with V=1. Only one chunk of pixels and backbone activations is alive at a time; the
+        result does not depend on how the frames are chunked (they are regrouped by TrajTok's frames_per_chunk)."""
+        cfg = self.config
+        param = next(self.vision_tower.parameters())
+        budget = token_budget if token_budget is not None else cfg.token_budget
+        if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
+            raise ValueError(f"token_budget must be an int >= 1, got {budget!r}")
+        step = cfg.trajtok_config.frames_per_chunk if cfg.connector == "trajtok" else cfg.vision_chunk_frames
+        seen = {"frames": 0, "size": None}
+
+        def features() -> Iterator[torch.Tensor]:
+            for px in _rechunk(pixel_chunks, step):
+                seen["frames"] += px.shape[0]
+                seen["size"] = px.shape[-1]
+                yield self.vision_tower(px.to(device=param.device, dtype=param.dtype))[None]  # (1,t,h,w,C)
+
+        lm_dtype = self.get_input_embeddings().weight.dtype
+        trajtok = None
+        if cfg.connector == "trajtok":
+            q = cfg.trajtok_config.tokens_per_trajectory
+            trajtok = self.connector.tokenize_chunks(
+                features(), fixed_k=fixed_k, max_trajectories=max(1, budget // q), keep_maps=keep_maps
+            )
+            tokens = trajtok.tokens[0]  # (N,q,D)
+        else:
+            tokens = self.connector(torch.cat(list(features()), dim=1))[0]  # (T*h'*w', C)
+        if seen["frames"] == 0:
+            raise ValueError("encode_video_chunks got no frames")
+        grid = self.vision_tower.grid_size(seen["size"])
+        if trajtok is not None and trajtok.hard_ids is not None:
+            grid = tuple(trajtok.hard_ids.shape[-2:])
+        embeds = [self.projector(tokens.reshape(-1, tokens.shape[-1])).to(lm_dtype)]  # (n, d)
+        t = seen["frames"]
+        return VideoEncoding(embeds, trajtok, [t], grid, [patch_token_count(t, grid[0], grid[1], cfg.patch_pool_stride)])
 
     def _dummy_visual(self) -> torch.Tensor:
         """Run every connector parameter on a blank 1-frame video (text-only batches under ZeRO-3)."""
@@ -474,6 +518,25 @@ class TrajVLMForConditionalGeneration(TrajVLMPreTrainedModel, GenerationMixin):
         from .build import from_parts
 
         return from_parts(vision, llm, **kwargs)
+
+
+def _rechunk(chunks: Iterable[torch.Tensor], size: int) -> Iterator[torch.Tensor]:
+    """Pixel chunks (t_i,3,S,S) of any sizes -> chunks of exactly `size` frames (the last may be shorter)."""
+    buf: list[torch.Tensor] = []
+    n = 0
+    for i, px in enumerate(chunks):
+        if not isinstance(px, torch.Tensor) or px.ndim != 4 or px.shape[1] != 3:
+            shape = tuple(px.shape) if isinstance(px, torch.Tensor) else type(px).__name__
+            raise ValueError(f"pixel chunk {i} must be a (t,3,S,S) tensor, got {shape}")
+        buf.append(px)
+        n += px.shape[0]
+        while n >= size:
+            cat = torch.cat(buf) if len(buf) > 1 else buf[0]
+            yield cat[:size]
+            rest = cat[size:]
+            buf, n = ([rest] if rest.shape[0] else []), rest.shape[0]
+    if n:
+        yield torch.cat(buf)
 
 
 def _merge_trajtok_outputs(outs: list[tuple[list[int], TrajTokOutput]], n: int) -> TrajTokOutput:
