@@ -117,8 +117,18 @@ def build_app(settings: DemoSettings, chat, *, examples_dir: Path = EXAMPLES_DIR
         def on_clear(s):
             return slots(chat_out_names, handlers.clear(s))
 
-        video.change(on_video, [video, frames, fps, budget, state], video_outputs, api_name="process_video",
-                     trigger_mode="always_last")
+        def on_sampling(v, f, r, b, s):  # a slider moved: same conversation, new frames / budget
+            if v is None:
+                yield slots(video_out_names, {})
+                return
+            for update in handlers.process_video(v, f, r, b, s):
+                yield slots(video_out_names, update)
+
+        video_inputs = [video, frames, fps, budget, state]
+        video.change(on_video, video_inputs, video_outputs, api_name="process_video", trigger_mode="always_last")
+        for slider in (frames, fps, budget):
+            slider.release(on_sampling, video_inputs, video_outputs, api_visibility="private",
+                           trigger_mode="always_last")
         chat_inputs = [question, chatbot, video, frames, fps, budget, state]
         send.click(on_chat, chat_inputs, chat_outputs, api_name="chat")
         question.submit(on_chat, chat_inputs, chat_outputs, api_visibility="private")

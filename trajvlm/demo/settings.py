@@ -10,7 +10,6 @@ from pathlib import Path
 OFFLINE_ENV: dict[str, str] = {
     "GRADIO_ANALYTICS_ENABLED": "False",
     "HF_HUB_DISABLE_TELEMETRY": "1",
-    "HF_HUB_OFFLINE": "1",
 }
 
 DEMO_DIR = Path(__file__).resolve().parents[2] / "demo"  # the repo's demo/ folder (app.py, examples/)
