@@ -10,14 +10,15 @@ import os
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is imported
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
-import shutil  # noqa: E402
-import socket  # noqa: E402
-import time  # noqa: E402
-from concurrent.futures import ThreadPoolExecutor  # noqa: E402
-from pathlib import Path  # noqa: E402
-from types import SimpleNamespace  # noqa: E402
+import itertools
+import shutil
+import socket
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from types import SimpleNamespace
 
-import pytest  # noqa: E402
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SCREENSHOT = REPO / "test-output" / "demo_browser.png"
@@ -80,6 +81,7 @@ def server(tiny_trajvlm_dir):
     settings = DemoSettings(
         model_path=tiny_trajvlm_dir, port=_free_port(), max_video_minutes=LIMIT_SECONDS / 60,
         max_new_tokens=MAX_NEW_TOKENS, default_frames=8, max_upload_mb=5, concurrency=2,
+        gallery_frames=4, overlay_size=128,
     )
     chat = load_chat(settings.model_path, max_frames=settings.max_frames_limit)
     _speak_in_words(chat)
@@ -130,7 +132,7 @@ def test_ask_streams_answer_and_fills_stats(client, videos):
     texts = [text for text, _ in outputs]
     partial = [t for t in dict.fromkeys(texts) if t]
     assert len(partial) >= 3, f"answer did not stream in several chunks: {texts}"
-    assert all(later.startswith(earlier.rstrip()) for earlier, later in zip(partial, partial[1:]))
+    assert all(later.startswith(earlier.rstrip()) for earlier, later in itertools.pairwise(partial))
     answer, stats = outputs[-1]
     assert answer and not answer.startswith("⚠"), answer
     assert stats["frames"] == 8 and stats["chunks"] >= 1
@@ -166,26 +168,26 @@ def test_process_video_draws_overlays(client, videos):
 
     job = client.submit(handle_file(videos.ok), 8, 0, 0, api_name="/process_video")
     job.result(timeout=60)
-    status, gallery, stats_md, stats, chat = job.outputs()[-1]
+    status, gallery, _, stats, _ = job.outputs()[-1]
     assert "trajector" in status and gallery and stats["trajectories"] >= 1
     assert any("Decod" in str(o[0]) for o in job.outputs())
 
 
-@pytest.mark.parametrize(
-    "which, question, expected",
-    [
-        ("corrupt", "What moves?", "Could not read the video"),
-        ("text", "What moves?", "Could not read the video"),
-        ("ok", "   ", "Please type a question"),
-        ("long", "What moves?", "accepts videos up to 0:03"),
-    ],
-)
-def test_bad_input_gives_a_clear_message_and_the_app_keeps_serving(client, videos, which, question, expected):
-    answer, stats = _ask(client, getattr(videos, which), question)[-1]
-    assert answer.startswith("⚠") and expected in answer, answer
-    assert expected in stats["error"]
-    chat = _chat(client, getattr(videos, which), question)[-1][0]
-    assert expected in _text(chat[-1]), chat
+BAD_INPUTS = [  # (video, question, what the user is told)
+    ("corrupt", "What moves?", "Could not read the video"),
+    ("text", "What moves?", "Could not read the video"),
+    ("ok", "   ", "Please type a question"),
+    ("long", "What moves?", "accepts videos up to 0:03"),
+]
+
+
+def test_bad_input_gives_a_clear_message_and_the_app_keeps_serving(client, videos):
+    for which, question, expected in BAD_INPUTS:
+        answer, stats = _ask(client, getattr(videos, which), question)[-1]
+        assert answer.startswith("⚠") and expected in answer, (which, answer)
+        assert expected in stats["error"]
+        chat = _chat(client, getattr(videos, which), question)[-1][0]
+        assert expected in _text(chat[-1]), (which, chat)
     answer, stats = _ask(client, videos.ok, "What moves?")[-1]  # still serving
     assert stats.get("visual_tokens", 0) > 0, answer
 

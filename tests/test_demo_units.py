@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from trajvlm.demo.overlay import TrajectoryLayout, contact_sheet, draw_frame, overlay_frames, pick_frames, trajectory_color
+from trajvlm.demo.overlay import (
+    TrajectoryLayout,
+    contact_sheet,
+    draw_frame,
+    overlay_frames,
+    pick_frames,
+    trajectory_color,
+)
 from trajvlm.demo.pipeline import (
     DemoInputError,
     PreparedVideo,

@@ -76,7 +76,7 @@ def _run(args: argparse.Namespace) -> int:
         area = float(np.mean((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]))) if len(present) else 0.0
         rows.append({
             "id": int(tid),
-            "frames": int(len(present)),
+            "frames": len(present),
             "first_s": float(clip.timestamps[present[0]]) if len(present) else None,
             "last_s": float(clip.timestamps[present[-1]]) if len(present) else None,
             "mean_box_area": round(area, 4),

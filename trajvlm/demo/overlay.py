@@ -102,7 +102,7 @@ def draw_frame(
     img = _resize_long_side(frame, out_size) if out_size else frame
     height, width = img.shape[:2]
     out = img.astype(np.float32)
-    live = set(int(i) for i in layout.trajectory_ids)
+    live = {int(i) for i in layout.trajectory_ids}
     if layout.hard_ids is not None and live:
         ids = layout.hard_ids[t]  # (h,w)
         rows = (np.arange(height) * ids.shape[0]) // height  # nearest cell per output pixel

@@ -3,12 +3,12 @@
 Every long step is a generator of events, so the UI (and the CLI) can show progress while it runs:
 
     Progress(stage, done, total, message)    decode chunk i/n, tokenizing, generating
-    PreparedVideo                            the sampled frames (at most `max_frames`, `frame_size` px)
+    PreparedVideo                            the sampled frames (at most `max_frames`, `size` x `size` px)
     AnswerDelta(text, piece)                 the answer so far / the new piece
     AnswerDone(text, response, stats)        the final answer and its numbers
 
 Memory stays bounded for any video length: frames are decoded `chunk_frames` at a time by
-`iter_video_chunks`, downscaled by the decoder to `frame_size`, and at most `max_frames` are kept.
+`iter_video_chunks`, resized by the decoder to `size` x `size`, and at most `max_frames` are kept.
 Bad requests raise `DemoInputError` (message meant for the user); unreadable videos raise
 `trajvlm.video.VideoDecodeError`.
 """
@@ -24,7 +24,12 @@ from pathlib import Path
 
 import numpy as np
 
-from trajvlm.video import VideoClip, iter_video_chunks, probe_video, sample_frame_indices
+from trajvlm.video import (
+    VideoClip,
+    iter_video_chunks,
+    probe_video,
+    sample_frame_indices,
+)
 
 from .overlay import TrajectoryLayout, overlay_frames
 from .settings import DemoSettings
@@ -137,7 +142,7 @@ def video_key(path: str | Path, max_frames: int, fps: float | None, size: int) -
 
 
 def _format_duration(seconds: float) -> str:
-    seconds = int(round(seconds))
+    seconds = round(seconds)
     h, rem = divmod(seconds, 3600)
     m, s = divmod(rem, 60)
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
@@ -214,7 +219,9 @@ def load_chat(model_path: str | Path, *, device: str = "cpu", max_frames: int = 
             f"no TrajVLM model folder at {str(path)!r}: pass --model PATH (a folder written by save_pretrained) "
             f"or set TRAJVLM_DEMO_MODEL"
         )
-    from trajvlm.chat import TrajVLMChat  # torch + transformers: only when a model is actually loaded
+    from trajvlm.chat import (
+        TrajVLMChat,  # torch + transformers: only when a model is actually loaded
+    )
 
     return TrajVLMChat.from_pretrained(str(path), device=device, max_frames=max_frames)
 
@@ -240,7 +247,7 @@ def layout_from_video_tokens(video_tokens) -> TrajectoryLayout:
     )
 
 
-def _tokenized(video_tokens, prepared: PreparedVideo, encode_s: float, settings: DemoSettings) -> TokenizedVideo:
+def tokenized_from_video_tokens(video_tokens, prepared: PreparedVideo, encode_s: float, settings: DemoSettings) -> TokenizedVideo:
     layout = layout_from_video_tokens(video_tokens)
     clip = prepared.clip
     gallery = overlay_frames(clip.frames, layout, timestamps=clip.timestamps, count=settings.gallery_frames,
@@ -282,7 +289,7 @@ def tokenize_prepared(chat, prepared: PreparedVideo, *, token_budget: int | None
     """Run TrajTok on the prepared frames (no LLM) and draw the overlays."""
     t0 = time.perf_counter()
     video_tokens = with_budget(chat, token_budget).tokenize_video(prepared.clip)
-    return _tokenized(video_tokens, prepared, time.perf_counter() - t0, settings)
+    return tokenized_from_video_tokens(video_tokens, prepared, time.perf_counter() - t0, settings)
 
 
 def stats_for(prepared: PreparedVideo | None, tokenized: TokenizedVideo | None, token_budget: int | None,

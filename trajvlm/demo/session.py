@@ -23,7 +23,6 @@ from .pipeline import (
     PreparedVideo,
     Progress,
     TokenizedVideo,
-    _tokenized,
     check_question,
     check_sampling,
     effective_budget,
@@ -32,6 +31,7 @@ from .pipeline import (
     stats_for,
     stream_answer,
     tokenize_prepared,
+    tokenized_from_video_tokens,
     video_key,
 )
 from .settings import DemoSettings
@@ -148,7 +148,7 @@ class DemoHandlers:
             yield {"status": f"✓ {t.num_trajectories} trajectories → {t.num_visual_tokens} visual tokens "
                              f"(patch baseline: {t.num_patch_tokens}). Ask a question!",
                    "gallery": t.gallery, "state": state, **self._stats_update(state, stats)}
-        except Exception as e:  # reported to the user, logged when unexpected; never re-raised into gradio
+        except Exception as e:  # noqa: BLE001 -- the boundary: reported to the user, logged when unexpected
             yield {"status": WARN + user_message(e), "gallery": [], "state": state}
 
     def chat_turn(self, question, messages, video, max_frames, fps, token_budget,
@@ -188,12 +188,12 @@ class DemoHandlers:
                     if response.video_tokens is not None and (state.tokenized is None
                                                               or state.tokenized_budget != token_budget):
                         encode_s = (event.stats.encode_s or 0.0)
-                        state.tokenized = _tokenized(response.video_tokens, prepared, encode_s, self.settings)
+                        state.tokenized = tokenized_from_video_tokens(response.video_tokens, prepared, encode_s, self.settings)
                         state.tokenized_budget = token_budget
                         update["gallery"] = state.tokenized.gallery
                     update.update(self._stats_update(state, event.stats))
                     yield update
-        except Exception as e:  # reported to the user, logged when unexpected; never re-raised into gradio
+        except Exception as e:  # noqa: BLE001 -- the boundary: reported to the user, logged when unexpected
             yield {**show(WARN + user_message(e)), "status": WARN + user_message(e)}
 
     def clear(self, state: SessionState | None) -> dict:
@@ -219,6 +219,6 @@ class DemoHandlers:
                     yield event.text, stats
                 elif isinstance(event, AnswerDone):
                     yield event.text, event.stats.to_dict()
-        except Exception as e:  # reported to the caller, logged when unexpected
+        except Exception as e:  # noqa: BLE001 -- the boundary: reported to the caller, logged when unexpected
             msg = user_message(e)
             yield WARN + msg, {"error": msg}

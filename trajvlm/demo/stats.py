@@ -41,9 +41,9 @@ class DemoStats:
             ("Visual tokens (TrajTok)", f"**{num(self.visual_tokens)}** (budget: {budget})"),
             ("Patch baseline, same frames", f"{num(self.patch_tokens)} ({ratio})"),
             ("Trajectories found", num(self.trajectories)),
-            ("Frames sampled", f"{num(self.frames)} of {num(self.video_seconds, '{:.1f}')} s video, "
-                               f"{num(self.chunks)} chunk(s)"),
-            ("Decode / encode / generate", f"{num(self.decode_s, '{:.2f}')} s / {num(self.encode_s, '{:.2f}')} s / "
-                                           f"{num(self.generate_s, '{:.2f}')} s"),
+            ("Frames sampled", (f"{num(self.frames)} of {num(self.video_seconds, '{:.1f}')} s video, "
+                                f"{num(self.chunks)} chunk(s)")),
+            ("Decode / encode / generate", (f"{num(self.decode_s, '{:.2f}')} s / {num(self.encode_s, '{:.2f}')} s / "
+                                            f"{num(self.generate_s, '{:.2f}')} s")),
         ]
         return "| Measure | This video |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)
