@@ -214,10 +214,10 @@ def prepare_video(
 def load_chat(model_path: str | Path, *, device: str = "cpu", max_frames: int = 64):
     """Load a TrajVLMChat from a folder written by `save_pretrained` (FileNotFoundError naming it if absent)."""
     path = Path(model_path)
-    if not path.is_dir():
+    if not (path / "config.json").is_file():
         raise FileNotFoundError(
-            f"no TrajVLM model folder at {str(path)!r}: pass --model PATH (a folder written by save_pretrained) "
-            f"or set TRAJVLM_DEMO_MODEL"
+            f"no TrajVLM model folder at {str(path)!r} (no config.json there): pass --model PATH (a folder written "
+            f"by save_pretrained) or set TRAJVLM_DEMO_MODEL"
         )
     from trajvlm.chat import (
         TrajVLMChat,  # torch + transformers: only when a model is actually loaded
