@@ -176,8 +176,9 @@ class TrajVLMLmms(lmms):
         self.conv_template = None if conv_template in (None, "") else str(conv_template)
         self.batch_size_per_gpu = self._parse_batch_size(batch_size)
         self._judge_checked = False
-        self.failed_docs: list[str] = []  # on_video_error=empty: the docs answered "" and why
-        self.visual_token_counts: list[int] = []
+        self.failed_docs: list[str] = []  # on_video_error=empty: the docs answered "" and why (whole run)
+        self._failed_before = 0
+        self.visual_token_counts: list[int] = []  # per video answered in the current lmms-eval call
 
         import torch
 
@@ -317,8 +318,9 @@ class TrajVLMLmms(lmms):
                 self._record_failure(req, req.error)
 
     def _record_failure(self, req: DocRequest, reason: str) -> None:
-        logger.error("trajvlm: answering '' for %s: %s", req.where, reason)
-        self.failed_docs.append(reason if req.where in reason else f"{req.where}: {reason}")
+        reason = reason if req.where in reason else f"{req.where}: {reason}"
+        logger.error("trajvlm: answering '' (on_video_error=empty): %s", reason)
+        self.failed_docs.append(reason)
 
     # ------------------------------------------------------------------ the chat calls (tests subclass these)
 
@@ -395,6 +397,7 @@ class TrajVLMLmms(lmms):
 
     def generate_until(self, requests: list[Instance]) -> list[str]:
         self._maybe_check_judge(requests)
+        self._start_call()
         pairs = []
         for instance in requests:
             context, gen_kwargs, doc_to_visual, doc_id, task, split = instance.args
@@ -408,6 +411,9 @@ class TrajVLMLmms(lmms):
         return outputs
 
     def loglikelihood(self, requests: list[Instance]) -> list[tuple[float, bool]]:
+        """(log p(continuation | video, context), is_greedy) per request: the log-probability (<= 0, higher is
+        more likely), as lmms-eval's API documents, summed over the continuation's tokens by TrajVLMChat.score."""
+        self._start_call()
         pairs = []
         for instance in requests:
             args = instance.args
@@ -435,6 +441,7 @@ class TrajVLMLmms(lmms):
         `doc_to_text(doc, previous_output=answers, round_idx=i, previous_round_info=info)` for
         `(visuals, text, terminal, previous_output, info)` and stops at `terminal`. Earlier rounds are the history."""
         self._maybe_check_judge(requests)
+        self._start_call()
         outputs = []
         for instance in _progress(requests, "trajvlm multi-round"):
             context, gen_kwargs, doc_to_visual, doc_to_text, doc_id, task, split = instance.args
@@ -456,7 +463,14 @@ class TrajVLMLmms(lmms):
                     if previous is not None:
                         answers = list(previous)
                     if visuals is not None:
-                        req.video = self._to_video_ref(visuals, req) if visuals else None
+                        try:
+                            req.video = self._to_video_ref(visuals, req)
+                        except EvalDocError as exc:
+                            if self.on_video_error == "raise":
+                                raise
+                            self._record_failure(req, str(exc))
+                            answers.append("")
+                            break
                 answer = self._answer_or_empty(req, lambda q=question, h=list(history): self._respond(req, q, h), "")
                 answers.append(answer)
                 history.append((question, answer))
@@ -465,6 +479,10 @@ class TrajVLMLmms(lmms):
         self._log_summary()
         return outputs
 
+    def _start_call(self) -> None:
+        self.visual_token_counts = []
+        self._failed_before = len(self.failed_docs)
+
     def _log_summary(self) -> None:
         if self.visual_token_counts:
             counts = self.visual_token_counts
@@ -472,9 +490,10 @@ class TrajVLMLmms(lmms):
                 "trajvlm: visual tokens per video over %d answers: mean %.1f, min %d, max %d",
                 len(counts), sum(counts) / len(counts), min(counts), max(counts),
             )
-        if self.failed_docs:
+        failed = self.failed_docs[self._failed_before :]
+        if failed:
             logger.error("trajvlm: %d request(s) answered with '' because their video could not be read:\n  %s",
-                         len(self.failed_docs), "\n  ".join(self.failed_docs))
+                         len(failed), "\n  ".join(failed))
 
 
 def _cut_at_stops(text: str, until: Any) -> str:
