@@ -20,7 +20,8 @@ Model args (anything else is rejected by name):
 
 Visual inputs (`doc_to_visual(doc)`): `[]`/None (text only), `[path]`, or MovieChat breakpoint's
 `[{"video_path": path, "timestep": t}]`, for which only the video up to `t` is sampled. Videos are read with
-`trajvlm.video.load_video` (through TrajVLMChat), the sampler training uses. Generation is greedy unless a
+`trajvlm.video.load_video` (the sampler training and the demo use, with this run's max_frames/fps) and handed
+to TrajVLMChat as a VideoClip; the last clip is reused while consecutive requests ask about the same video. Generation is greedy unless a
 task asks for `do_sample: true` with a positive temperature. `batch_size` is accepted; requests run one at a
 time (TrajVLMChat answers one video at a time).
 
@@ -176,6 +177,7 @@ class TrajVLMLmms(lmms):
         self.conv_template = None if conv_template in (None, "") else str(conv_template)
         self.batch_size_per_gpu = self._parse_batch_size(batch_size)
         self._judge_checked = False
+        self._clip_cache: tuple[tuple[str, float | None], Any] | None = None
         self.failed_docs: list[str] = []  # on_video_error=empty: the docs answered "" and why (whole run)
         self._failed_before = 0
         self.visual_token_counts: list[int] = []  # per video answered in the current lmms-eval call
@@ -325,12 +327,19 @@ class TrajVLMLmms(lmms):
     # ------------------------------------------------------------------ the chat calls (tests subclass these)
 
     def _load_clip(self, video: VideoRef):
-        """What TrajVLMChat gets for a video: the path, or a VideoClip cut at a breakpoint."""
-        if video.end_seconds is None:
-            return video.path
+        """The sampled frames TrajVLMChat gets (a VideoClip: the whole video, or cut at a breakpoint).
+
+        The last clip is kept: lmms-eval sends the questions of one video (VideoMME's three, the four choices
+        of a multiple-choice doc) one after the other, and decoding is the slow part for long videos."""
+        key = (video.path, video.end_seconds)
+        if self._clip_cache is not None and self._clip_cache[0] == key:
+            return self._clip_cache[1]
         from trajvlm.video import load_video
 
-        return load_video(video.path, max_frames=self.max_frames, fps=self.fps, end=video.end_seconds)
+        self._clip_cache = None  # free the previous clip before decoding the next one
+        clip = load_video(video.path, max_frames=self.max_frames, fps=self.fps, end=video.end_seconds)
+        self._clip_cache = (key, clip)
+        return clip
 
     def _respond(self, req: DocRequest, question: str, history: list[tuple[str, str]]) -> str:
         """One answer from the model (greedy unless the task samples)."""
