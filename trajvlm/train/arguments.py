@@ -83,6 +83,9 @@ class DataArguments:
         metadata={"help": "Stop with an error when more than this fraction of the samples read so far had an "
                   "unreadable video (they are skipped and counted)."},
     )
+    bad_sample_min_samples: int = field(
+        default=100, metadata={"help": "Samples to read before --max_bad_sample_ratio is enforced."}
+    )
 
 
 @dataclass

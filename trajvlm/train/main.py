@@ -13,6 +13,7 @@ folders (DeepSpeed state; resumed automatically when the same command runs again
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import logging
@@ -76,6 +77,9 @@ def parse_args(argv: list[str] | None, stage: str):
     argv = prepare_argv(argv, stage)
     if _has_flag(argv, "--deepspeed"):
         skip_deepspeed_shm_build()
+        from trajvlm.train import ds_compat
+
+        ds_compat.apply_all()
     parser = HfArgumentParser((ModelArguments, DataArguments, TrajVLMTrainingArguments))
     model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
     check_args(model_args, data_args, training_args)
@@ -107,9 +111,34 @@ def check_deepspeed_enabled(trainer, training_args) -> None:
 
 
 # ---- model ----------------------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def materialized_loading():
+    """Load weights whole on every rank (no ZeRO-3 ``zero.Init`` partitioning while loading).
+
+    DeepSpeed partitions the model when the engine is created. Loading under ``zero.Init`` broadcasts every
+    parameter as ``p.data.view(torch.uint8)``, which fails for 0-dim parameters (TrajTok's scalar logit
+    temperature); the cost here is one full copy of the weights per rank while loading.
+    """
+    from transformers.integrations import deepspeed as hf_ds
+
+    ref = hf_ds._hf_deepspeed_config_weak_ref
+    held = ref() if ref is not None else None
+    hf_ds.unset_hf_deepspeed_config()
+    try:
+        yield
+    finally:
+        if held is not None:
+            hf_ds.set_hf_deepspeed_config(held)
+
+
 def build_model(model_args: ModelArguments, data_args: DataArguments, training_args: TrajVLMTrainingArguments):
     """(model, processor) for the stage: loaded from --model_name_or_path or assembled from parts."""
-    from trajvlm.model import TrajVLMForConditionalGeneration, TrajVLMProcessor
+    with materialized_loading():
+        return _build_model(model_args, data_args, training_args)
+
+
+def _build_model(model_args: ModelArguments, data_args: DataArguments, training_args: TrajVLMTrainingArguments):
+    from trajvlm.model import TrajVLMForConditionalGeneration, TrajVLMProcessor, from_parts
 
     dtype = torch.bfloat16 if training_args.bf16 else torch.float32
     if model_args.model_name_or_path:
@@ -119,22 +148,25 @@ def build_model(model_args: ModelArguments, data_args: DataArguments, training_a
         model = TrajVLMForConditionalGeneration.from_pretrained(model_args.model_name_or_path, **kwargs)
         processor = TrajVLMProcessor.from_pretrained(model_args.model_name_or_path)
     else:
-        from trajvlm.model import build_from_parts
-
-        trajtok_config = None
-        if model_args.trajtok_config:
-            with open(model_args.trajtok_config) as f:
-                trajtok_config = json.load(f)
-        model, processor = build_from_parts(
-            vision=model_args.vision_tower,
-            llm=model_args.llm,
+        kwargs = {}
+        trajtok_config = _trajtok_config_dict(model_args)
+        if trajtok_config is not None:
+            kwargs["trajtok_config"] = trajtok_config
+        if model_args.token_budget is not None:
+            kwargs["token_budget"] = model_args.token_budget
+        if model_args.conv_template:
+            kwargs["chat_template"] = model_args.conv_template
+        model, processor = from_parts(
+            model_args.vision_tower,
+            model_args.llm,
             connector=model_args.connector,
             projector=model_args.projector,
-            trajtok_config=trajtok_config,
-            token_budget=model_args.token_budget,
             num_frames=data_args.num_frames,
-            chat_template=model_args.conv_template,
+            fps=data_args.video_fps,
+            seg_loss_weight=training_args.seg_loss_weight,
             dtype=dtype,
+            attn_implementation=model_args.attn_implementation,
+            **kwargs,
         )
     if model_args.init_trajtok:
         init_trajtok_from(model, model_args.init_trajtok)
@@ -144,22 +176,40 @@ def build_model(model_args: ModelArguments, data_args: DataArguments, training_a
     model.config.seg_loss_weight = float(training_args.seg_loss_weight)
     if model_args.token_budget is not None:
         model.config.token_budget = int(model_args.token_budget)
-    model.config.use_cache = False
-    if getattr(model.config, "text_config", None) is not None:
-        model.config.text_config.use_cache = False
     return model, processor
 
 
-def init_trajtok_from(model, path: str) -> None:
-    """Load a segmenter pretraining checkpoint (scripts/train_segmenter.py) into TrajTok (+ conv backbone).
+def _trajtok_config_dict(model_args: ModelArguments) -> dict | None:
+    """TrajTok fields for a new model: --trajtok_config JSON, else the config of an --init_trajtok folder."""
+    path = model_args.trajtok_config
+    if path is None and model_args.init_trajtok and os.path.isdir(model_args.init_trajtok):
+        path = os.path.join(model_args.init_trajtok, "config.json")
+    if path is None:
+        return None
+    with open(path) as f:
+        cfg = json.load(f)
+    from trajvlm.trajtok import TrajTokConfig
 
-    The file's keys are ``trajtok.*`` and optionally ``vision_tower.*`` (TrajVLM state-dict names). Keys of
-    TrajTok that the file lacks keep their initialisation; a key the model lacks is an error.
+    allowed = set(TrajTokConfig().to_dict()) - {"model_type", "transformers_version", "architectures", "dtype"}
+    return {k: v for k, v in cfg.items() if k in allowed and not k.startswith("_") and k != "feature_dim"}
+
+
+def init_trajtok_from(model, path: str) -> None:
+    """Initialise TrajTok from scripts/train_segmenter.py's output.
+
+    ``path`` is a TrajTok folder (``TrajTok.save_pretrained``: config.json + trajtok.safetensors; its tensors go
+    into the model's connector, every key must exist with the same shape) or a safetensors file with TrajVLM
+    state-dict names (``connector.*``, optionally ``vision_tower.*``).
     """
     from safetensors.torch import load_file
 
-    state = load_file(path)
     base = unwrap_model(model)
+    if os.path.isdir(path):
+        from trajvlm.trajtok.tokenizer import WEIGHTS_NAME
+
+        state = {f"connector.{k}": v for k, v in load_file(os.path.join(path, WEIGHTS_NAME)).items()}
+    else:
+        state = load_file(path)
     own = base.state_dict()
     unknown = sorted(k for k in state if k not in own)
     if unknown:
@@ -167,7 +217,16 @@ def init_trajtok_from(model, path: str) -> None:
     bad = [k for k in state if tuple(state[k].shape) != tuple(own[k].shape)]
     if bad:
         raise TrainingSetupError(f"--init_trajtok {path}: shape mismatch for {bad[:5]}")
-    base.load_state_dict(state, strict=False)
+    from trajvlm.train.checkpoint import _gather
+
+    params = dict(base.named_parameters())
+    with _gather([params[k] for k in state if k in params], modifier_rank=0):
+        with torch.no_grad():
+            for k, v in state.items():
+                target = params.get(k)
+                if target is None:  # a buffer
+                    target = dict(base.named_buffers())[k]
+                target.copy_(v.to(dtype=target.dtype))
     logger.info("initialised %d tensors from %s", len(state), path)
 
 
@@ -197,24 +256,24 @@ def configure_stage(model, model_args: ModelArguments, training_args: TrajVLMTra
 
 
 # ---- data -----------------------------------------------------------------------------------------------------
-def build_data(processor, model, data_args: DataArguments, training_args: TrajVLMTrainingArguments):
-    """(train_dataset, data_collator, bad_sample_tracker) from the data pipeline."""
-    from trajvlm.data.collate import TrajVLMCollator
-    from trajvlm.data.dataset import build_training_dataset
+def build_data(processor, data_args: DataArguments, training_args: TrajVLMTrainingArguments):
+    """(train_dataset, data_collator, bad_sample_tracker) from the data pipeline (trajvlm.data)."""
+    from trajvlm.data.collate import BadSampleTracker, VideoTextCollator
+    from trajvlm.data.dataset import LazyVideoTextDataset, VideoDataConfig
 
-    dataset = build_training_dataset(
-        data_args.data_path,
-        video_folder=data_args.video_folder,
-        processor=processor,
-        num_frames=data_args.num_frames,
+    config = VideoDataConfig(
+        max_frames=data_args.num_frames,
         fps=data_args.video_fps,
         sidecars="auto" if data_args.use_masks else "ignore",
-        max_length=training_args.model_max_length,
-        max_bad_sample_ratio=data_args.max_bad_sample_ratio,
+        video_token=processor.video_token,
         seed=training_args.seed,
     )
-    collator = TrajVLMCollator(processor)
-    return dataset, collator, getattr(dataset, "tracker", None)
+    dataset = LazyVideoTextDataset(data_args.data_path, processor, config, video_folder=data_args.video_folder)
+    collator = VideoTextCollator.from_tokenizer(processor.tokenizer)
+    tracker = BadSampleTracker(
+        max_bad_sample_ratio=data_args.max_bad_sample_ratio, min_samples=data_args.bad_sample_min_samples
+    )
+    return dataset, collator, tracker
 
 
 # ---- save -----------------------------------------------------------------------------------------------------
@@ -233,8 +292,6 @@ def save_outputs(trainer, model, processor, model_args: ModelArguments, training
 
 def _save_merged_lora(trainer, model, out: str) -> None:
     """Save the adapter (``<out>/lora_adapter``) and the LoRA-merged full model in ``<out>``."""
-    import contextlib
-
     trainer.save_model(os.path.join(out, "lora_adapter"))
     params = list(model.parameters())
     ctx = contextlib.nullcontext()
@@ -258,14 +315,22 @@ def run(stage: str, argv: list[str] | None = None) -> dict:
         level=logging.INFO if training_args.process_index == 0 else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # Create the process group now (accelerate's PartialState): ZeRO-3's zero.Init inside from_pretrained
+    # needs the real world size, else DeepSpeed's batch-size check fails.
+    _ = training_args.device
+    if training_args.deepspeed:
+        import deepspeed
+
+        # on CPU accelerate creates a plain torch (gloo) group; register it with deepspeed.comm too
+        deepspeed.init_distributed(dist_backend="nccl" if torch.cuda.is_available() else "gloo")
     set_seed(training_args.seed)
     started = time.time()
     try:
         model, processor = build_model(model_args, data_args, training_args)
         model = configure_stage(model, model_args, training_args)
-        train_dataset, collator, tracker = build_data(processor, model, data_args, training_args)
+        train_dataset, collator, tracker = build_data(processor, data_args, training_args)
 
-        from trajvlm.train.trainer import TrajVLMTrainer
+        from trajvlm.train.trainer import BadSampleStateCallback, TrajVLMTrainer, load_bad_sample_state
 
         trainer = TrajVLMTrainer(
             model=model,
@@ -274,11 +339,13 @@ def run(stage: str, argv: list[str] | None = None) -> dict:
             data_collator=collator,
             processing_class=processor,
             bad_sample_tracker=tracker,
+            callbacks=[BadSampleStateCallback(tracker)],
         )
         check_deepspeed_enabled(trainer, training_args)
         resume = resolve_resume(training_args.resume_from_checkpoint, training_args.output_dir, training_args.auto_resume)
         if resume:
-            logger.info("resuming from %s", resume)
+            load_bad_sample_state(tracker, resume)
+            logger.info("resuming from %s (bad samples so far: %d of %d)", resume, tracker.bad, tracker.seen)
         result = trainer.train(resume_from_checkpoint=resume)
         save_outputs(trainer, model, processor, model_args, training_args)
         summary = {
@@ -289,7 +356,8 @@ def run(stage: str, argv: list[str] | None = None) -> dict:
             "deepspeed": training_args.deepspeed,
             "world_size": training_args.world_size,
             "wall_seconds": round(time.time() - started, 1),
-            "bad_samples": getattr(tracker, "num_bad", None),
+            "bad_samples": tracker.bad,
+            "samples_seen": tracker.seen,
             "log_history": trainer.state.log_history,
         }
         if trainer.is_world_process_zero():

@@ -11,11 +11,14 @@ import json
 import os
 
 import torch
-from transformers import Trainer
+from transformers import Trainer, TrainerCallback
+
+from trajvlm.data.collate import pop_batch_meta
 
 from trajvlm.train.stages import build_param_groups, trainable_counts
 
 PARAM_GROUPS_FILE = "param_groups.json"
+BAD_SAMPLES_FILE = "bad_samples.json"  # tracker state, inside every checkpoint-* folder
 
 
 class TrajVLMTrainer(Trainer):
@@ -29,6 +32,9 @@ class TrajVLMTrainer(Trainer):
 
     def __init__(self, *args, bad_sample_tracker=None, **kwargs):
         super().__init__(*args, **kwargs)
+        # The LM loss is a per-micro-batch token mean (LLaVA style) and the segmentation loss is added to it:
+        # do not let the Trainer pass num_items_in_batch into the model and skip its own averaging.
+        self.model_accepts_loss_kwargs = False
         self.bad_sample_tracker = bad_sample_tracker
         self._loss_parts: dict[str, list[float]] = {}
 
@@ -74,12 +80,47 @@ class TrajVLMTrainer(Trainer):
 
     # ---- loss -----------------------------------------------------------------------------------------------
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
+        meta = pop_batch_meta(inputs)
+        self._track_bad_samples(meta)
+        inputs.setdefault("use_cache", False)  # no KV cache while training
+        if meta.get("num_samples", 1) == 0:
+            loss, outputs = self._empty_batch_loss(model)
+        else:
+            loss, outputs = super().compute_loss(
+                model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch
+            )
         for key in ("lm_loss", "seg_loss"):
             value = outputs.get(key) if hasattr(outputs, "get") else getattr(outputs, key, None)
             if value is not None:
                 self._loss_parts.setdefault(key, []).append(float(value.detach().float().mean()))
         return (loss, outputs) if return_outputs else loss
+
+    def _empty_batch_loss(self, model):
+        """Every sample of this rank's micro-batch was skipped (unreadable video).
+
+        The rank still runs forward + backward (on one pad token, text-only: the model runs its connector on a
+        dummy video) with a zero loss, so every rank touches every trainable parameter and ZeRO stays in step.
+        """
+        pad = self.data_collator.pad_token_id if hasattr(self.data_collator, "pad_token_id") else 0
+        device = self.args.device
+        dummy = {
+            "input_ids": torch.full((1, 1), int(pad), dtype=torch.long, device=device),
+            "attention_mask": torch.ones((1, 1), dtype=torch.long, device=device),
+        }
+        outputs = model(**dummy)
+        logits = outputs["logits"] if hasattr(outputs, "__getitem__") else outputs.logits
+        return logits.float().sum() * 0.0, outputs
+
+    def _track_bad_samples(self, meta: dict) -> None:
+        """Add this step's kept/skipped counts, summed over ranks so every rank stops at the same step."""
+        tracker = self.bad_sample_tracker
+        if tracker is None or "num_samples" not in meta:
+            return
+        counts = torch.tensor([int(meta["num_samples"]), int(meta["num_skipped"])], dtype=torch.long)
+        if torch.distributed.is_available() and torch.distributed.is_initialized() and self.args.world_size > 1:
+            counts = counts.to(self.args.device)
+            torch.distributed.all_reduce(counts)
+        tracker.update({"num_samples": int(counts[0]), "num_skipped": int(counts[1]), "skipped": meta.get("skipped")})
 
     def log(self, logs: dict[str, float], *args, **kwargs) -> None:
         if "loss" in logs:
@@ -87,7 +128,33 @@ class TrajVLMTrainer(Trainer):
                 if values:
                     logs[key] = round(sum(values) / len(values), 6)
             self._loss_parts = {}
-            tracker = self.bad_sample_tracker
-            if tracker is not None:
-                logs["bad_samples"] = getattr(tracker, "num_bad", None) or 0
+            if self.bad_sample_tracker is not None:
+                logs["bad_samples"] = self.bad_sample_tracker.bad
         super().log(logs, *args, **kwargs)
+
+
+class BadSampleStateCallback(TrainerCallback):
+    """Writes the bad-sample tracker's counts into every checkpoint-* folder (read back on resume)."""
+
+    def __init__(self, tracker):
+        self.tracker = tracker
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            folder = os.path.join(args.output_dir, f"checkpoint-{state.global_step}")
+            if os.path.isdir(folder):
+                with open(os.path.join(folder, BAD_SAMPLES_FILE), "w") as f:
+                    json.dump(self.tracker.state_dict(), f)
+        return control
+
+
+def load_bad_sample_state(tracker, checkpoint: str | None) -> bool:
+    """Restore the tracker's counts from a checkpoint folder; False when it holds none."""
+    if tracker is None or not checkpoint:
+        return False
+    path = os.path.join(checkpoint, BAD_SAMPLES_FILE)
+    if not os.path.isfile(path):
+        return False
+    with open(path) as f:
+        tracker.load_state_dict(json.load(f))
+    return True

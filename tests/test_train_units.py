@@ -1,0 +1,164 @@
+"""Training pieces without the launcher: stage freezing, per-module param groups, connector save/load,
+resume resolution, argv preparation, the DeepSpeed-enabled guard, the evaluator's answer parsing."""
+
+from __future__ import annotations
+
+import os
+import types
+
+import pytest
+import torch
+
+from trajvlm.testing import build_tiny_trajvlm
+from trajvlm.train.checkpoint import (
+    CheckpointError,
+    latest_checkpoint,
+    load_connector,
+    resolve_resume,
+    save_connector,
+)
+from trajvlm.train.evaluate import parse_letter
+from trajvlm.train.main import TrainingSetupError, check_deepspeed_enabled, prepare_argv
+from trajvlm.train.stages import (
+    StageError,
+    apply_lora,
+    apply_stage,
+    build_param_groups,
+    connector_named_parameters,
+    trainable_counts,
+)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    model, processor = build_tiny_trajvlm(work_dir=tmp_path_factory.mktemp("parts"))
+    return model, processor
+
+
+def _group_lrs(groups):
+    return {g["name"]: g["lr"] for g in groups}
+
+
+def test_pretrain_trains_connector_only(tiny):
+    model, _ = tiny
+    counts = apply_stage(model, "pretrain")
+    assert counts["vision"] == 0 and counts["llm"] == 0 and counts["other"] == 0
+    assert counts["connector"] == sum(p.numel() for p in model.connector.parameters()) + sum(
+        p.numel() for p in model.projector.parameters()
+    )
+    assert not any(p.requires_grad for p in model.language_model.parameters())
+    assert not any(p.requires_grad for p in model.vision_tower.parameters())
+
+
+def test_finetune_param_groups_carry_module_lrs(tiny):
+    model, _ = tiny
+    apply_stage(model, "finetune", tune_vision_tower=True)
+    groups = build_param_groups(model, learning_rate=1e-4, weight_decay=0.1, connector_lr=1e-3, vision_lr=1e-5)
+    lrs = _group_lrs(groups)
+    assert lrs["connector/decay"] == 1e-3 and lrs["vision/decay"] == 1e-5 and lrs["llm/decay"] == 1e-4
+    # every trainable parameter in exactly one group; biases/norms without decay
+    ids = [id(p) for g in groups for p in g["params"]]
+    assert len(ids) == len(set(ids)) == sum(1 for p in model.parameters() if p.requires_grad)
+    assert all(g["weight_decay"] == 0.0 for g in groups if g["name"].endswith("no_decay"))
+    assert all(p.ndim >= 2 for g in groups if g["name"].endswith("/decay") for p in g["params"])
+    # vision frozen by default in stage 2
+    apply_stage(model, "finetune")
+    assert trainable_counts(model)["vision"] == 0
+    assert "vision/decay" not in _group_lrs(build_param_groups(model, learning_rate=1e-4, weight_decay=0.0))
+
+
+def test_finetune_lora_trains_adapters_and_connector(tmp_path):
+    model, _ = build_tiny_trajvlm(work_dir=tmp_path)
+    apply_stage(model, "finetune", lora=True)
+    peft_model = apply_lora(model, r=4, alpha=8, dropout=0.0, target_modules="q_proj,v_proj")
+    trainable = [n for n, p in peft_model.named_parameters() if p.requires_grad]
+    assert any("lora_" in n for n in trainable)
+    assert any(".connector." in n for n in trainable) and any(".projector." in n for n in trainable)
+    assert not any(".language_model." in n and "lora_" not in n for n in trainable)
+    assert not any("vision_tower" in n for n in trainable)
+    lrs = _group_lrs(build_param_groups(peft_model, learning_rate=2e-4, weight_decay=0.0, connector_lr=1e-3))
+    assert lrs["llm/decay"] == 2e-4 and lrs["connector/decay"] == 1e-3
+
+
+def test_stage_errors(tiny):
+    model, _ = tiny
+    with pytest.raises(StageError, match="unknown stage"):
+        apply_stage(model, "warmup")
+    with pytest.raises(StageError, match="no LLM linear layer"):
+        apply_lora(model, r=2, alpha=4, dropout=0.0, target_modules="nonexistent_proj")
+
+
+def test_connector_roundtrip(tiny, tmp_path):
+    model, _ = tiny
+    path = save_connector(model, str(tmp_path / "connector.safetensors"))
+    before = {n: p.detach().clone() for n, p in connector_named_parameters(model)}
+    assert set(before) and all(n.startswith(("connector.", "projector.")) for n in before)
+    with torch.no_grad():
+        for _, p in connector_named_parameters(model):
+            p.add_(1.0)
+    names = load_connector(model, path)
+    assert sorted(names) == sorted(before)
+    for n, p in connector_named_parameters(model):
+        assert torch.equal(p, before[n])
+    from safetensors.torch import save_file
+
+    bad = tmp_path / "bad.safetensors"
+    save_file({"connector.nope": torch.zeros(1)}, str(bad))
+    with pytest.raises(CheckpointError, match="does not fit"):
+        load_connector(model, str(bad))
+
+
+def test_resume_resolution(tmp_path):
+    out = tmp_path / "run"
+    assert resolve_resume(None, str(out), True) is None
+    for step in (5, 20, 100):
+        (out / f"checkpoint-{step}").mkdir(parents=True)
+    (out / "checkpoint-20" / "trainer_state.json").write_text("{}")
+    (out / "checkpoint-5" / "trainer_state.json").write_text("{}")
+    # checkpoint-100 has no trainer state (interrupted save): not a resume point
+    assert latest_checkpoint(str(out)) == str(out / "checkpoint-20")
+    assert resolve_resume(None, str(out), True) == str(out / "checkpoint-20")
+    assert resolve_resume(None, str(out), False) is None
+    assert resolve_resume("latest", str(out), False) == str(out / "checkpoint-20")
+    assert resolve_resume(str(out / "checkpoint-5"), str(out), True) == str(out / "checkpoint-5")
+    with pytest.raises(CheckpointError):
+        resolve_resume(str(tmp_path / "missing"), str(out), True)
+    with pytest.raises(CheckpointError):
+        resolve_resume("true", str(tmp_path / "empty"), True)
+
+
+def test_prepare_argv_and_deepspeed_guard(monkeypatch):
+    argv = prepare_argv(["--output_dir", "x"], "pretrain")
+    assert argv[argv.index("--stage") + 1] == "pretrain"
+    if not torch.cuda.is_available():
+        assert argv[argv.index("--use_cpu") + 1] == "True"
+    assert prepare_argv(["--use_cpu=False"], "finetune").count("--use_cpu") == 0
+    with pytest.raises(TrainingSetupError, match="--stage"):
+        prepare_argv(["--stage", "pretrain"], "finetune")
+    monkeypatch.setenv("ACCELERATE_USE_CPU", "true")
+    trainer = types.SimpleNamespace(is_deepspeed_enabled=False)
+    with pytest.raises(TrainingSetupError, match="ACCELERATE_USE_CPU"):
+        check_deepspeed_enabled(trainer, types.SimpleNamespace(deepspeed="scripts/zero2.json"))
+    check_deepspeed_enabled(trainer, types.SimpleNamespace(deepspeed=None))
+
+
+def test_parse_letter():
+    assert parse_letter("B") == "B"
+    assert parse_letter(" C. red") == "C"
+    assert parse_letter("(D)") == "D"
+    assert parse_letter("none") is None
+
+
+def test_shipped_configs_have_no_optimizer_blocks():
+    import json
+
+    root = os.path.join(os.path.dirname(__file__), "..", "scripts")
+    for name in ("zero2.json", "zero3.json", "zero3_offload.json"):
+        with open(os.path.join(root, name)) as f:
+            cfg = json.load(f)
+        assert "optimizer" not in cfg and "scheduler" not in cfg, name
+        assert cfg["train_micro_batch_size_per_gpu"] == "auto"
+        if cfg["zero_optimization"]["stage"] == 3:
+            assert cfg["zero_optimization"]["stage3_gather_16bit_weights_on_model_save"] is True
+    with open(os.path.join(root, "zero3_offload.json")) as f:
+        assert json.load(f)["zero_force_ds_cpu_optimizer"] is False

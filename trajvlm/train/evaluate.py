@@ -1,0 +1,130 @@
+"""Held-out ShapesQA accuracy per category, greedy decoding (the evaluator of the built-in default model).
+
+    python -m trajvlm.train.evaluate --model trajvlm/assets/default_model --data DIR [--split test] [--json OUT]
+
+Each question is asked exactly as its JSON record's human turn (question, ``A.``-``D.`` options and the
+"Answer with the option's letter" instruction; the ``<video>`` placeholder first), the video read with the
+processor's frame sampling, and the answer is the first standalone letter A-D of the greedy output (the
+rule lmms-eval's multiple-choice tasks use). Prints a markdown table; ``--json`` writes the numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import time
+from collections import defaultdict
+
+import torch
+
+CATEGORIES = ("attribute", "counting", "direction", "temporal_order", "needle")
+_LETTER = re.compile(r"\b([A-D])\b")
+
+
+def parse_letter(text: str) -> str | None:
+    """First standalone option letter of a model answer ("B", "B.", "(B) red" -> "B"); None if there is none."""
+    m = _LETTER.search(text.strip())
+    return m.group(1) if m else None
+
+
+def load_questions(data_dir: str, split: str, limit: int | None = None) -> list[dict]:
+    path = os.path.join(data_dir, f"{split}_qa.json")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path} not found: is {data_dir} a ShapesQA folder (python -m trajvlm.data.synthetic)?")
+    with open(path) as f:
+        records = json.load(f)
+    return records[:limit] if limit else records
+
+
+@torch.no_grad()
+def evaluate_shapesqa(
+    model,
+    processor,
+    data_dir: str,
+    *,
+    split: str = "test",
+    limit: int | None = None,
+    batch_size: int = 16,
+    max_new_tokens: int = 4,
+) -> dict:
+    """{"overall": acc, "per_category": {cat: {"accuracy", "correct", "total"}}, "predictions": [...]}."""
+    model.eval()
+    records = load_questions(data_dir, split, limit)
+    by_cat: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    predictions = []
+    for start in range(0, len(records), batch_size):
+        batch = records[start : start + batch_size]
+        convs = [[turn for turn in r["conversations"] if turn["from"] == "human"][:1] for r in batch]
+        videos = [os.path.join(data_dir, r["video"]) for r in batch]
+        inputs = processor(convs, videos, add_generation_prompt=True, padding_side="left")
+        out = model.generate(
+            input_ids=inputs["input_ids"],
+            attention_mask=inputs["attention_mask"],
+            pixel_values_videos=inputs["pixel_values_videos"],
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            eos_token_id=processor.stop_token_ids,
+            pad_token_id=processor.tokenizer.pad_token_id,
+        )
+        texts = processor.batch_decode(out, skip_special_tokens=True)
+        for r, text in zip(batch, texts):
+            letter = parse_letter(text)
+            ok = letter == r["answer"]
+            cat = r.get("category", "all")
+            by_cat[cat][0] += int(ok)
+            by_cat[cat][1] += 1
+            predictions.append({"id": r["id"], "category": cat, "answer": r["answer"], "output": text, "correct": ok})
+    correct = sum(c for c, _ in by_cat.values())
+    total = sum(t for _, t in by_cat.values())
+    ordered = [c for c in CATEGORIES if c in by_cat] + sorted(c for c in by_cat if c not in CATEGORIES)
+    return {
+        "split": split,
+        "overall": correct / total if total else 0.0,
+        "correct": correct,
+        "total": total,
+        "per_category": {c: {"accuracy": by_cat[c][0] / by_cat[c][1], "correct": by_cat[c][0], "total": by_cat[c][1]}
+                         for c in ordered},
+        "predictions": predictions,
+    }
+
+
+def markdown_table(result: dict) -> str:
+    lines = ["| category | accuracy | correct / total |", "| --- | --- | --- |"]
+    for cat, r in result["per_category"].items():
+        lines.append(f"| {cat} | {100 * r['accuracy']:.1f}% | {r['correct']} / {r['total']} |")
+    lines.append(f"| **overall** | **{100 * result['overall']:.1f}%** | {result['correct']} / {result['total']} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m trajvlm.train.evaluate", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", required=True, help="a saved TrajVLM folder")
+    p.add_argument("--data", required=True, help="ShapesQA folder")
+    p.add_argument("--split", default="test")
+    p.add_argument("--limit", type=int, default=None, help="first N questions only")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--json", default=None, help="write the result (with per-question predictions) here")
+    args = p.parse_args(argv)
+
+    from trajvlm.model import TrajVLMForConditionalGeneration, TrajVLMProcessor
+
+    t0 = time.perf_counter()
+    model = TrajVLMForConditionalGeneration.from_pretrained(args.model)
+    processor = TrajVLMProcessor.from_pretrained(args.model)
+    result = evaluate_shapesqa(model, processor, args.data, split=args.split, limit=args.limit,
+                               batch_size=args.batch_size)
+    result["seconds"] = round(time.perf_counter() - t0, 1)
+    print(markdown_table(result))
+    print(f"({result['total']} {args.split} questions, {result['seconds']} s)")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
