@@ -85,7 +85,14 @@ def server(tiny_trajvlm_dir):
     )
     chat = load_chat(settings.model_path, max_frames=settings.max_frames_limit)
     _speak_in_words(chat)
-    demo, url = launch(settings, chat, block=False)
+    for attempt in range(3):  # the free port may be taken by another process before gradio binds it
+        try:
+            demo, url = launch(settings, chat, block=False)
+            break
+        except OSError:
+            if attempt == 2:
+                raise
+            settings.port = _free_port()
     yield SimpleNamespace(url=url, settings=settings, demo=demo)
     demo.close()
 
@@ -237,6 +244,8 @@ def test_browser_upload_ask_and_overlay(server, videos):
         browser = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            requested: list[str] = []
+            page.on("request", lambda request: requested.append(request.url))
             page.goto(server.url)
             page.locator("#video input[type=file]").set_input_files(videos.ok)
             page.wait_for_selector("#gallery img", timeout=30_000)  # overlays drawn after upload
@@ -252,6 +261,8 @@ def test_browser_upload_ask_and_overlay(server, videos):
             assert answer.strip() and "⚠" not in answer
             assert page.locator("#gallery img").count() >= 2
             assert "Visual tokens" in page.locator("#stats").inner_text()
+            hosts = {url.split("/")[2] for url in requested if url.startswith("http")}
+            assert hosts == {server.url.split("/")[2]}, f"the page reached outside the app: {hosts}"  # offline UI
             SCREENSHOT.parent.mkdir(exist_ok=True)
             time.sleep(0.3)  # let the last stream update paint
             page.screenshot(path=str(SCREENSHOT), full_page=True)

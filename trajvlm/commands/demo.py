@@ -56,6 +56,7 @@ def _run(args: argparse.Namespace) -> int:
 
     apply_offline_env()  # before anything imports gradio / huggingface_hub
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # gradio polls itself on startup
     try:
         settings = settings_from_args(args)
     except ValueError as e:
