@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -48,6 +50,20 @@ def loaded(model_dir):
     if model_dir not in _CACHE:
         _CACHE[model_dir] = load(model_dir)
     return _CACHE[model_dir]
+
+
+# ---- import / registration ---------------------------------------------------------------------------------
+def test_import_is_light_and_auto_classes_still_resolve(tiny_trajvlm_dir):
+    code = f"""
+import sys, trajvlm
+print(sorted(m for m in ("torch", "transformers", "deepspeed", "gradio", "lmms_eval", "decord") if m in sys.modules))
+from transformers import AutoConfig, AutoModelForImageTextToText, AutoModelForCausalLM
+print(type(AutoConfig.from_pretrained({str(tiny_trajvlm_dir)!r})).__name__)
+print(type(AutoModelForImageTextToText.from_pretrained({str(tiny_trajvlm_dir)!r})).__name__)
+print(type(AutoModelForCausalLM.from_pretrained({str(tiny_trajvlm_dir)!r})).__name__)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split("\n")
+    assert out[:4] == ["[]", "TrajVLMConfig", "TrajVLMForConditionalGeneration", "TrajVLMForConditionalGeneration"]
 
 
 # ---- config ------------------------------------------------------------------------------------------------

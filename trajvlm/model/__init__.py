@@ -1,4 +1,8 @@
-"""The TrajVLM model: config, modeling, processor, chat templates, construction from parts."""
+"""The TrajVLM model: config, modeling, processor, chat templates, construction from parts.
+
+Importing this package registers the model with transformers' Auto classes (see trajvlm/__init__.py for how a
+bare `import trajvlm` gets here lazily).
+"""
 
 from .build import BuildError, from_parts
 from .chat_templates import TEMPLATES, ChatTemplate, ConversationError, get_template, normalize_conversation
@@ -30,6 +34,8 @@ def register_auto_classes() -> None:
     AutoModelForImageTextToText.register(TrajVLMConfig, TrajVLMForConditionalGeneration, exist_ok=True)
     AutoModelForCausalLM.register(TrajVLMConfig, TrajVLMForConditionalGeneration, exist_ok=True)
 
+
+register_auto_classes()
 
 __all__ = [
     "TrajVLMConfig",

@@ -165,6 +165,12 @@ class TrajVLMForConditionalGeneration(TrajVLMPreTrainedModel, GenerationMixin):
                 raise ValueError(f"pixel_values_videos[{i}] must be a (T,3,S,S) tensor with T >= 1, got {shape}")
         return videos
 
+    def _resolve_budget(self, token_budget: int | None) -> int:
+        budget = token_budget if token_budget is not None else self.config.token_budget
+        if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
+            raise ValueError(f"token_budget must be an int >= 1, got {budget!r}")
+        return budget
+
     def _feature_chunks(self, frames: torch.Tensor, chunk: int) -> Iterator[torch.Tensor]:
         """frames (B,T,3,S,S) -> yields features (B,t,h,w,C), the tower run on `chunk` frames per video at a time."""
         b = frames.shape[0]
@@ -193,9 +199,7 @@ class TrajVLMForConditionalGeneration(TrajVLMPreTrainedModel, GenerationMixin):
         if not videos:
             raise ValueError("encode_video got no videos")
         param = next(self.vision_tower.parameters())
-        budget = token_budget if token_budget is not None else cfg.token_budget
-        if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
-            raise ValueError(f"token_budget must be an int >= 1, got {budget!r}")
+        budget = self._resolve_budget(token_budget)
         groups: dict[tuple, list[int]] = {}
         for i, v in enumerate(videos):
             groups.setdefault(tuple(v.shape), []).append(i)
@@ -241,9 +245,7 @@ class TrajVLMForConditionalGeneration(TrajVLMPreTrainedModel, GenerationMixin):
         result does not depend on how the frames are chunked (they are regrouped by TrajTok's frames_per_chunk)."""
         cfg = self.config
         param = next(self.vision_tower.parameters())
-        budget = token_budget if token_budget is not None else cfg.token_budget
-        if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
-            raise ValueError(f"token_budget must be an int >= 1, got {budget!r}")
+        budget = self._resolve_budget(token_budget)
         step = cfg.trajtok_config.frames_per_chunk if cfg.connector == "trajtok" else cfg.vision_chunk_frames
         seen = {"frames": 0, "size": None}
 
