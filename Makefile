@@ -6,7 +6,7 @@ export OMP_NUM_THREADS ?= 1
 export GRADIO_ANALYTICS_ENABLED := False
 export HF_HUB_DISABLE_TELEMETRY := 1
 
-.PHONY: install sysdeps test clean-venv
+.PHONY: install sysdeps test demo clean-venv
 
 install: $(VENV)/.installed
 
@@ -25,6 +25,12 @@ $(VENV)/.installed: pyproject.toml constraints.txt Makefile scripts/install.sh
 
 test: install sysdeps
 	$(BIN)/python -m pytest -q tests
+
+# Open the Gradio chat on the built-in default model (URL printed). HOST/PORT/MODEL override the defaults.
+HOST ?= 127.0.0.1
+PORT ?= 7860
+demo: install
+	$(BIN)/trajvlm demo --host $(HOST) --port $(PORT) $(if $(MODEL),--model $(MODEL),)
 
 clean-venv:
 	rm -rf $(VENV)
