@@ -155,8 +155,8 @@ def _tail_errors(log: str, n: int = 25) -> str:
     return "\n".join(extra + picked)
 
 
-def run_lmms_eval(req: EvalRequest, base_command: Sequence[str] | None = None) -> tuple[int, str]:
-    """Run lmms-eval, echoing its output; return (exit code, full log)."""
+def run_lmms_eval(req: EvalRequest, base_command: Sequence[str] | None = None) -> tuple[int, str, list[str]]:
+    """Run lmms-eval, echoing its output; return (exit code, full log, command)."""
     req.output.mkdir(parents=True, exist_ok=True)
     cmd = build_command(req, lmms_eval_command() if base_command is None else base_command)
     env = {**os.environ, **req.env}
@@ -173,7 +173,7 @@ def run_lmms_eval(req: EvalRequest, base_command: Sequence[str] | None = None) -
             log_file.write(line)
             chunks.append(line)
         code = proc.wait()
-    return code, "".join(chunks)
+    return code, "".join(chunks), cmd
 
 
 def _metric_rows(results: dict, tasks: Sequence[str]) -> list[tuple[str, str, object, object]]:
@@ -219,7 +219,7 @@ def check_judge_samples(results_file: Path, tasks: Sequence[str]) -> None:
         raise EvalRunError(f"the MovieChat judge failed on {len(problems)} document(s) (lmms-eval scored them 0):\n  {listed}")
 
 
-def markdown_table(results: dict, tasks: Sequence[str], req: EvalRequest) -> str:
+def markdown_table(results: dict, tasks: Sequence[str], req: EvalRequest, command: Sequence[str] = ()) -> str:
     rows = _metric_rows(results, tasks)
     n_samples = results.get("n-samples", {})
     lines = [
@@ -228,6 +228,8 @@ def markdown_table(results: dict, tasks: Sequence[str], req: EvalRequest) -> str
         f"- checkpoint: `{req.pretrained}`",
         f"- model args: `{format_model_args(req.pretrained, req.model_args)}`",
         f"- date: {_dt.datetime.now().strftime('%Y-%m-%d %H:%M')}" + (f", limit {req.limit} docs per task" if req.limit else ""),
+        *([f"- lmms-eval command: `{shlex.join(command)}`"] if command else []),
+        *[f"- data: `{key}={value}`" for key, value in sorted(req.env.items()) if key.startswith("TRAJVLM_")],
         "",
         "| task | metric | score | ± stderr | docs |",
         "|---|---|---:|---:|---:|",
@@ -247,7 +249,7 @@ def run(req: EvalRequest, base_command: Sequence[str] | None = None) -> EvalOutc
         model_name = judge_mod.check_judge(req.judge)
         print(f"MovieChat judge OK: {req.judge.url} ({model_name})", flush=True)
     before = _results_files(req.output)
-    code, log = run_lmms_eval(req, base_command)
+    code, log, command = run_lmms_eval(req, base_command)
     if code != 0:
         raise EvalRunError(f"lmms-eval exited with code {code}:\n{_tail_errors(log)}")
     new = sorted(_results_files(req.output) - before, key=lambda p: p.stat().st_mtime)
@@ -256,7 +258,7 @@ def run(req: EvalRequest, base_command: Sequence[str] | None = None) -> EvalOutc
     results_file = new[-1]
     with open(results_file, encoding="utf-8") as f:
         results = json.load(f)
-    table = markdown_table(results, req.tasks, req)
+    table = markdown_table(results, req.tasks, req, command)
     check_judge_samples(results_file, req.tasks)
     table_file = req.table or req.output / "scores.md"
     table_file.parent.mkdir(parents=True, exist_ok=True)
