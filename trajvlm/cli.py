@@ -19,6 +19,7 @@ SUBCOMMAND_MODULES: list[str] = [
     "trajvlm.commands.chat",
     "trajvlm.commands.tokenize",
     "trajvlm.commands.eval",
+    "trajvlm.commands.bench",
 ]
 
 
