@@ -189,7 +189,7 @@ def test_finetune_zero3_two_procs_resume_consolidate_generate(work, stage1):
     second = summary(out)
     assert second["resumed_from"].endswith("checkpoint-2")
     a, b = losses(first), losses(second)
-    assert set(b) == {3, 4}
+    assert set(b) == {1, 2, 3, 4}  # steps 1-2 come back with the checkpoint's trainer state
     for step in (3, 4):
         assert abs(a[step] - b[step]) < 1e-4 * max(1.0, abs(a[step])), (step, a[step], b[step])
     resumed = load_st(out / "model.safetensors")
@@ -215,8 +215,10 @@ def test_finetune_lora_zero2_one_proc(work, stage1):
     args[args.index("--save_steps") + 1] = "100"
     check(launch("finetune_trajvlm.py", args))  # launcher run 4
     groups = json.loads((out / "param_groups.json").read_text())
-    assert groups["trainable_per_part"]["llm"] == 0  # the LLM's own weights stay frozen, adapters train
-    assert any(g["name"].startswith("llm/") for g in groups["groups"])
+    llm_groups = [g for g in groups["groups"] if g["name"].startswith("llm/")]
+    assert llm_groups and all(g["lr"] == 2e-4 for g in llm_groups)
+    # only the adapters train in the LLM: rank-4 A/B matrices, a small fraction of its weights
+    assert 0 < groups["trainable_per_part"]["llm"] == sum(g["num_params"] for g in llm_groups) < 20000
     assert (out / "lora_adapter" / "adapter_config.json").is_file()
 
     from trajvlm.model import TrajVLMForConditionalGeneration
