@@ -43,9 +43,11 @@ def static_scene(num_frames: int, size: int = 64, seed: int = 0) -> tuple[np.nda
 
 
 def busy_scene(num_frames: int, size: int = 64, seed: int = 0, segment_frames: int = 32) -> np.ndarray:
-    """-> frames (T,H,W,3) uint8: independent 5-6-object scenes of `segment_frames` frames back to back."""
+    """-> frames (T,H,W,3) uint8: independent 5-6-object scenes (2-3 below 64 px) of `segment_frames` frames
+    back to back."""
     _check(num_frames)
-    cfg = SceneConfig(size=size, num_frames=max(8, segment_frames), min_objects=5, max_objects=6)
+    lo, hi = (5, 6) if size >= 64 else (2, 3)  # six 12-px shapes do not fit a 32-px frame under the constraints
+    cfg = SceneConfig(size=size, num_frames=max(8, segment_frames), min_objects=lo, max_objects=hi)
     rng = np.random.default_rng(seed)
     parts, have = [], 0
     while have < num_frames:
