@@ -77,9 +77,11 @@ def segmenter_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--methods", nargs="+", choices=SEGMENTATION_METHODS, default=list(SEGMENTATION_METHODS))
     p.add_argument("--bbb-frames", type=int, default=132, help="Big Buck Bunny frames for the speed figure (0 = skip)")
     p.add_argument("--repeats", type=int, default=3, help="best-of repeats per timing")
-    p.add_argument("--fz-scale", type=float, default=100.0, help="felzenszwalb scale")
+    p.add_argument("--fz-scale", type=float, default=50.0, help="felzenszwalb scale")
     p.add_argument("--fz-min-size", type=int, default=12, help="felzenszwalb min_size (px)")
-    p.add_argument("--slic-segments", type=int, default=32, help="SLIC n_segments")
+    p.add_argument("--slic-segments", type=int, default=64, help="SLIC n_segments")
+    p.add_argument("--track-cover", type=float, default=0.25,
+                   help="a segment continues a track only if it covers >= this fraction of the track's warped area")
     p.add_argument("--out", type=Path)
     p.add_argument("--json", type=Path)
 

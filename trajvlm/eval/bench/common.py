@@ -127,7 +127,11 @@ def load_bench_model(model_dir: Path | None = None, segmenter_dir: Path | None =
     if model_dir is not None:
         if not (Path(model_dir) / "config.json").is_file():
             raise BenchSetupError(f"--model {model_dir}: no config.json (expected a saved TrajVLM folder)")
-        model = TrajVLMForConditionalGeneration.from_pretrained(model_dir).eval()
+        model, info = TrajVLMForConditionalGeneration.from_pretrained(model_dir, output_loading_info=True)
+        bad = {k: v for k, v in info.items() if k in ("missing_keys", "unexpected_keys", "mismatched_keys") and v}
+        if bad:  # a checkpoint from another version of the code: benchmarking it would measure random weights
+            raise BenchSetupError(f"--model {model_dir} does not match this code's architecture: {bad}")
+        model.eval()
         if model.config.connector != "trajtok":
             raise BenchSetupError(f"--model {model_dir} has connector={model.config.connector!r}; give a TrajTok model "
                                   "(the patch baseline is built from it)")
