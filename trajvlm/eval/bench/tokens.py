@@ -29,7 +29,7 @@ from .common import (
     single_thread,
     write_text,
 )
-from .videos import make_video
+from .videos import count_objects, make_video
 
 SOURCE_NAMES = {"static": "static ShapesQA scene", "busy": "busy ShapesQA (new scenes every 32 frames)",
                 "bbb": "Big Buck Bunny (real video)"}
@@ -39,6 +39,7 @@ SOURCE_NAMES = {"static": "static ShapesQA scene", "busy": "busy ShapesQA (new s
 class TokenRow:
     source: str
     frames: int
+    objects: int | None  # distinct objects in the video (None: unknown, real video)
     budget_tokens: int
     budget_trajectories: int
     fixed_k_tokens: int
@@ -70,7 +71,7 @@ def run(model, video_processor, sources, frame_counts, *, size: int, seed: int =
             frames = make_video(src, t, size=size, seed=seed)
             t0 = time.perf_counter()
             n, traj, fixed = count_tokens(model, video_processor, frames, token_budget=token_budget)
-            rows.append(TokenRow(src, t, n, traj, fixed, patch_token_count(t, *grid, 1),
+            rows.append(TokenRow(src, t, count_objects(src, t, size, seed), n, traj, fixed, patch_token_count(t, *grid, 1),
                                  patch_token_count(t, *grid, stride), time.perf_counter() - t0))
             log(f"  {src:>6} T={t:>5}: trajvlm {n} ({traj} traj), fixed-K {fixed}, patch {rows[-1].patch_pooled} "
                 f"pooled / {rows[-1].patch_full} full  [{rows[-1].seconds:.1f} s]")
@@ -78,14 +79,15 @@ def run(model, video_processor, sources, frame_counts, *, size: int, seed: int =
 
 
 def table(rows: list[TokenRow], budget: int, k: int, q: int) -> str:
-    head = ["video", "frames", f"TrajVLM budget {budget}: tokens (trajectories)", f"TrajVLM fixed-K={k}: tokens",
+    head = ["video", "frames", "objects in the video", f"TrajVLM budget {budget}: tokens (trajectories)", f"TrajVLM fixed-K={k}: tokens",
             "patch full", "patch 2x2-pooled", "pooled ÷ TrajVLM", "full ÷ TrajVLM", "TrajVLM tokens ÷ at 64 frames"]
     out = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
     at64 = {r.source: r.budget_tokens for r in rows if r.frames == 64}
     for r in rows:
         rel = f"{r.budget_tokens / at64[r.source]:.2f}" if at64.get(r.source) else "-"
         out.append(
-            f"| {r.source} | {r.frames:,} | {r.budget_tokens} ({r.budget_trajectories}) | {r.fixed_k_tokens} "
+            f"| {r.source} | {r.frames:,} | {'?' if r.objects is None else r.objects} "
+            f"| {r.budget_tokens} ({r.budget_trajectories}) | {r.fixed_k_tokens} "
             f"| {r.patch_full:,} | {r.patch_pooled:,} | {r.patch_pooled / r.budget_tokens:,.0f}x "
             f"| {r.patch_full / r.budget_tokens:,.0f}x | {rel} |"
         )
@@ -130,6 +132,8 @@ def plot(rows: list[TokenRow], path, *, budget: int, k: int) -> None:
         ax.plot([r.frames for r in rs], [r.fixed_k_tokens for r in rs], ":", marker="x", color=c,
                 label=f"TrajVLM fixed-K={k}: {src}")
     ax.set_xscale("log", base=2)
+    ax.set_xticks(xs, [str(x) for x in xs])
+    ax.minorticks_off()
     ax.set_yscale("log")
     ax.set_xlabel("frames")
     ax.set_ylabel("visual tokens into the LLM")

@@ -42,19 +42,37 @@ def static_scene(num_frames: int, size: int = 64, seed: int = 0) -> tuple[np.nda
     return render_scene(dataclasses.replace(base, num_frames=num_frames, objects=objs))
 
 
+def _busy_scenes(num_frames: int, size: int, seed: int, segment_frames: int):
+    """The scenes of a busy video, in order (the last one may be cut short)."""
+    lo, hi = (5, 6) if size >= 64 else (2, 3)  # six 12-px shapes do not fit a 32-px frame under the constraints
+    cfg = SceneConfig(size=size, num_frames=max(8, segment_frames), min_objects=lo, max_objects=hi)
+    rng = np.random.default_rng(seed)
+    have = 0
+    while have < num_frames:
+        scene = sample_scene(rng, cfg)
+        yield scene
+        have += scene.num_frames
+
+
 def busy_scene(num_frames: int, size: int = 64, seed: int = 0, segment_frames: int = 32) -> np.ndarray:
     """-> frames (T,H,W,3) uint8: independent 5-6-object scenes (2-3 below 64 px) of `segment_frames` frames
     back to back."""
     _check(num_frames)
-    lo, hi = (5, 6) if size >= 64 else (2, 3)  # six 12-px shapes do not fit a 32-px frame under the constraints
-    cfg = SceneConfig(size=size, num_frames=max(8, segment_frames), min_objects=lo, max_objects=hi)
-    rng = np.random.default_rng(seed)
-    parts, have = [], 0
-    while have < num_frames:
-        frames, _, _ = render_scene(sample_scene(rng, cfg))
-        parts.append(frames)
-        have += len(frames)
+    parts = [render_scene(sc)[0] for sc in _busy_scenes(num_frames, size, seed, segment_frames)]
     return np.concatenate(parts)[:num_frames]
+
+
+def count_objects(source: str, num_frames: int, size: int = 64, seed: int = 0) -> int | None:
+    """Distinct objects that appear in the benchmark video (None for the real video: unknown)."""
+    if source == "static":
+        return static_scene(1, size, seed)[2].shape[0]
+    if source == "busy":
+        n, start = 0, 0
+        for sc in _busy_scenes(num_frames, size, seed, 32):
+            n += sum(o.t_start < num_frames - start for o in sc.objects)
+            start += sc.num_frames
+        return n
+    return None
 
 
 def bigbuckbunny_path() -> Path:
