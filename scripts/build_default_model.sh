@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Rebuild the built-in default model (trajvlm/assets/default_model) from nothing, on CPU:
 #   ShapesQA data -> segmenter pretraining (ConvBackbone + TrajTok segmenter) -> tokenizer + small Llama
-#   -> stage 1 (pretrain_trajvlm.py, DeepSpeed ZeRO-2) -> stage 2 (finetune_trajvlm.py, DeepSpeed ZeRO-2)
+#   -> stage 1 (pretrain_trajvlm.py, DeepSpeed ZeRO-2) -> stage 2 (finetune_trajvlm.py, DeepSpeed ZeRO-2,
+#   then continued from its output)
 #   -> held-out test accuracy per category -> copy the model into trajvlm/assets/default_model.
 #
 #   bash scripts/build_default_model.sh                 # everything, in runs/default_model
@@ -9,7 +10,7 @@
 #
 # Each step is skipped when its output exists (delete the folder to redo it); the training stages resume
 # from their latest checkpoint-* when interrupted. Knobs (environment): WORK, NUM_VIDEOS, SEG_STEPS,
-# SEG_MINUTES, STAGE1_STEPS, STAGE2_STEPS, BATCH, NUM_FRAMES, MASTER_PORT, INSTALL (1 = copy into assets).
+# SEG_MINUTES, STAGE1_STEPS, STAGE2_STEPS, STAGE2B_STEPS (0 = no continuation), BATCH, NUM_FRAMES, MASTER_PORT, INSTALL (1 = copy into assets).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
@@ -17,10 +18,11 @@ PY=${PY:-.venv/bin/python}
 DS=${DS:-.venv/bin/deepspeed}
 WORK=${WORK:-runs/default_model}
 NUM_VIDEOS=${NUM_VIDEOS:-2500}
-SEG_STEPS=${SEG_STEPS:-400}
-SEG_MINUTES=${SEG_MINUTES:-15}
+SEG_STEPS=${SEG_STEPS:-600}
+SEG_MINUTES=${SEG_MINUTES:-10}
 STAGE1_STEPS=${STAGE1_STEPS:-150}
 STAGE2_STEPS=${STAGE2_STEPS:-600}
+STAGE2B_STEPS=${STAGE2B_STEPS:-250}
 BATCH=${BATCH:-8}
 NUM_FRAMES=${NUM_FRAMES:-16}
 MASTER_PORT=${MASTER_PORT:-29731}
@@ -71,8 +73,24 @@ if [ ! -f "$WORK/stage2/model.safetensors" ]; then
       --seed 0
 fi
 
+FINAL=$WORK/stage2
+if [ "$STAGE2B_STEPS" -gt 0 ]; then
+  # stage 2 continued: a second finetune run from the stage-2 output (fresh warmup + cosine schedule)
+  if [ ! -f "$WORK/stage2b/model.safetensors" ]; then
+    stamp "5b/7 stage 2 continued ($STAGE2B_STEPS steps), ZeRO-2"
+    $DS --master_port "$MASTER_PORT" scripts/finetune_trajvlm.py --deepspeed scripts/zero2.json \
+        --model_name_or_path "$WORK/stage2" \
+        --data_path "$DATA/train_multiturn.json" --video_folder "$DATA" --num_frames "$NUM_FRAMES" \
+        --output_dir "$WORK/stage2b" --max_steps "$STAGE2B_STEPS" --per_device_train_batch_size "$BATCH" \
+        --learning_rate 1e-3 --connector_lr 1e-3 --seg_loss_weight 0.5 --warmup_steps 20 \
+        --lr_scheduler_type cosine --weight_decay 0.0 --logging_steps 25 --save_steps 100 --save_total_limit 1 \
+        --seed 1
+  fi
+  FINAL=$WORK/stage2b
+fi
+
 stamp "6/7 held-out ShapesQA test accuracy (greedy)"
-$PY -m trajvlm.train.evaluate --model "$WORK/stage2" --data "$DATA" --split test --json "$WORK/eval_test.json" \
+$PY -m trajvlm.train.evaluate --model "$FINAL" --data "$DATA" --split test --json "$WORK/eval_test.json" \
     | tee "$WORK/eval_test.md"
 
 if [ "$INSTALL" = 1 ]; then
@@ -81,7 +99,7 @@ if [ "$INSTALL" = 1 ]; then
   rm -rf "$DEST" && mkdir -p "$DEST"
   for f in config.json generation_config.json model.safetensors tokenizer.json tokenizer_config.json \
            special_tokens_map.json video_processor_config.json trajvlm_processor_config.json; do
-    if [ -f "$WORK/stage2/$f" ]; then cp "$WORK/stage2/$f" "$DEST/"; fi
+    if [ -f "$FINAL/$f" ]; then cp "$FINAL/$f" "$DEST/"; fi
   done
   du -sh "$DEST"
 fi
