@@ -320,7 +320,7 @@ def test_wrapper_fails_on_unreachable_judge_without_running_lmms_eval(capsys, tm
     from trajvlm.cli import main
 
     port = _closed_port()
-    code = main(["eval", "--pretrained", str(tmp_path), "--tasks", "moviechat", "--output", str(tmp_path / "out"),
+    code = main(["eval", "--pretrained", str(tmp_path), "--tasks", "@moviechat", "--output", str(tmp_path / "out"),
                  "--judge-url", f"http://127.0.0.1:{port}/v1"])
     captured = capsys.readouterr()
     assert code == 1
@@ -411,8 +411,11 @@ def test_wrapper_fails_on_judge_failures_in_samples(stub, tmp_path):
 def test_task_sets_expand():
     from trajvlm.eval.run_eval import EvalRunError, expand_tasks
 
-    assert expand_tasks(["videomme,shapesqa", "videomme_local"]) == ["videomme", "videomme_w_subtitle", "shapesqa", "shapesqa_mc", "videomme_local"]
-    assert expand_tasks(["official"])[-1] == "moviechat_breakpoint"
+    assert expand_tasks(["@videomme,shapesqa", "videomme_local"]) == ["videomme", "videomme_w_subtitle", "shapesqa", "videomme_local"]
+    assert expand_tasks(["@official", "videomme"])[-1] == "moviechat_breakpoint"
+    assert expand_tasks(["videomme", "@shapesqa"]) == ["videomme", "shapesqa", "shapesqa_mc"]
+    with pytest.raises(EvalRunError, match="unknown task set '@nope'"):
+        expand_tasks(["@nope"])
     with pytest.raises(EvalRunError):
         expand_tasks([" , "])
 

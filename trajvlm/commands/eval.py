@@ -6,16 +6,16 @@ import argparse
 
 _EPILOG = """\
 task sets (usable in --tasks next to task names):
-  official   videomme, videomme_w_subtitle, mlvu_dev, mlvu_test, moviechat_global, moviechat_breakpoint
-             (data in the lmms-eval layout under $HF_HOME, see data_recipes/)
-  local      the *_local copies of those (data folders given with --data, see eval/tasks/)
-  shapesqa   shapesqa, shapesqa_mc (ShapesQA test split, --data shapesqa=DIR)
-  videomme, mlvu, moviechat: the two official tasks of each benchmark
+  @official   videomme, videomme_w_subtitle, mlvu_dev, mlvu_test, moviechat_global, moviechat_breakpoint
+              (data in the lmms-eval layout under $HF_HOME, see data_recipes/)
+  @local      the *_local copies of those (data folders given with --data, see eval/tasks/)
+  @shapesqa   shapesqa, shapesqa_mc (ShapesQA test split, --data shapesqa=DIR)
+  @videomme, @mlvu, @moviechat: the two official tasks of each benchmark
 
 examples:
   trajvlm eval --pretrained ckpt/ --tasks videomme --max-frames 64
-  trajvlm eval --pretrained ckpt/ --tasks shapesqa --data shapesqa=data/shapesqa
-  trajvlm eval --pretrained ckpt/ --tasks moviechat --judge-url http://127.0.0.1:8000/v1 --judge-model qwen2.5-7b
+  trajvlm eval --pretrained ckpt/ --tasks @shapesqa --data shapesqa=data/shapesqa
+  trajvlm eval --pretrained ckpt/ --tasks @moviechat --judge-url http://127.0.0.1:8000/v1 --judge-model qwen2.5-7b
   trajvlm eval --pretrained ckpt/ --tasks videomme -- --verbosity DEBUG   (after --: passed to lmms-eval)
 """
 
@@ -31,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--pretrained", required=True, help="checkpoint folder")
-    p.add_argument("--tasks", required=True, action="append", help="comma-separated task names and/or task sets (repeatable)")
+    p.add_argument("--tasks", required=True, action="append", help="comma-separated task names and/or @task-sets (repeatable)")
     p.add_argument("--output", default="results", help="lmms-eval --output_path (default: results)")
     p.add_argument("--model", default="trajvlm", help="lmms-eval model name (default: trajvlm)")
     p.add_argument("--max-frames", type=int, default=None, help="model arg max_frames")

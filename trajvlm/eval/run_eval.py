@@ -35,13 +35,14 @@ LOCAL_TASKS = (
     "moviechat_global_local", "moviechat_breakpoint_local",
 )
 SHAPESQA_TASKS = ("shapesqa", "shapesqa_mc")
+# "@name" in --tasks; the "@" keeps set names apart from task names (`videomme` is one task, `@videomme` two)
 TASK_SETS: dict[str, tuple[str, ...]] = {
-    "official": OFFICIAL_TASKS,
-    "local": LOCAL_TASKS,
-    "shapesqa": SHAPESQA_TASKS,
-    "videomme": ("videomme", "videomme_w_subtitle"),
-    "mlvu": ("mlvu_dev", "mlvu_test"),
-    "moviechat": ("moviechat_global", "moviechat_breakpoint"),
+    "@official": OFFICIAL_TASKS,
+    "@local": LOCAL_TASKS,
+    "@shapesqa": SHAPESQA_TASKS,
+    "@videomme": ("videomme", "videomme_w_subtitle"),
+    "@mlvu": ("mlvu_dev", "mlvu_test"),
+    "@moviechat": ("moviechat_global", "moviechat_breakpoint"),
 }
 # --data NAME=DIR -> the environment variable the local task utils read (eval/tasks/*/utils.py)
 DATA_ENV = {
@@ -85,12 +86,14 @@ class EvalOutcome:
 
 
 def expand_tasks(names: Sequence[str]) -> list[str]:
-    """Task names and task-set names (see TASK_SETS) -> task names, in order, without duplicates."""
+    """Task names and task-set names ("@official", ... see TASK_SETS) -> task names, in order, without duplicates."""
     tasks: list[str] = []
     for name in names:
         for part in (p.strip() for p in name.split(",")):
             if not part:
                 continue
+            if part.startswith("@") and part not in TASK_SETS:
+                raise EvalRunError(f"unknown task set {part!r} (known: {', '.join(TASK_SETS)})")
             for task in TASK_SETS.get(part, (part,)):
                 if task not in tasks:
                     tasks.append(task)
