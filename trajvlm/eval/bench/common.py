@@ -135,7 +135,9 @@ def load_bench_model(model_dir: Path | None = None, segmenter_dir: Path | None =
         if model.config.connector != "trajtok":
             raise BenchSetupError(f"--model {model_dir} has connector={model.config.connector!r}; give a TrajTok model "
                                   "(the patch baseline is built from it)")
-        return BenchModel(model, TrajVLMProcessor.from_pretrained(model_dir), f"saved model {model_dir}")
+        source = ("the built-in default model (trajvlm/assets/default_model)" if Path(model_dir) == DEFAULT_MODEL_DIR
+                  else f"saved model {model_dir}")
+        return BenchModel(model, TrajVLMProcessor.from_pretrained(model_dir), source)
     if segmenter_dir is None:
         raise BenchSetupError(
             f"no model: {DEFAULT_MODEL_DIR} does not hold a trained model yet (scripts/build_default_model.sh); "
