@@ -167,16 +167,23 @@ def run_lmms_eval(req: EvalRequest, base_command: Sequence[str] | None = None) -
     if req.judge is not None:
         env.update(req.judge.to_env())
     print("+ " + shlex.join(cmd), flush=True)
-    chunks: list[str] = []
-    with open(req.output / "lmms_eval.log", "w", encoding="utf-8") as log_file:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True, errors="replace")
+    # Raw bytes, passed through as they come: progress bars keep their carriage returns (text mode would turn
+    # every tqdm update into a line) and output shows up live.
+    chunks: list[bytes] = []
+    out = getattr(sys.stdout, "buffer", None)
+    with open(req.output / "lmms_eval.log", "wb") as log_file:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
         assert proc.stdout is not None
-        for line in proc.stdout:
-            sys.stdout.write(line)
-            log_file.write(line)
-            chunks.append(line)
+        while chunk := proc.stdout.read1(1 << 16):
+            if out is not None:
+                out.write(chunk)
+            else:
+                sys.stdout.write(chunk.decode(errors="replace"))
+            sys.stdout.flush()
+            log_file.write(chunk)
+            chunks.append(chunk)
         code = proc.wait()
-    return code, "".join(chunks), cmd
+    return code, b"".join(chunks).decode(errors="replace"), cmd
 
 
 def _metric_rows(results: dict, tasks: Sequence[str]) -> list[tuple[str, str, object, object]]:
@@ -234,7 +241,7 @@ def markdown_table(results: dict, tasks: Sequence[str], req: EvalRequest, comman
         *([f"- lmms-eval command: `{shlex.join(command)}`"] if command else []),
         *[f"- data: `{key}={value}`" for key, value in sorted(req.env.items()) if key.startswith("TRAJVLM_")],
         "",
-        "| task | metric | score | ± stderr | docs |",
+        "| task | metric | score | ± stderr | docs in task |",
         "|---|---|---:|---:|---:|",
     ]
     for task, metric, value, stderr in rows:
