@@ -116,16 +116,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--steps", type=int, default=600)
     p.add_argument(
-        "--max-minutes", type=float, default=10.0, help="stop training after this much CPU time of this process"
+        "--max-minutes", type=float, default=20.0,
+        help="safety cap: stop training after this much CPU time of this process (600 steps take ~10 on one core)",
     )
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--clip-frames", type=int, default=16)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--warmup", type=int, default=20)
     p.add_argument("--eval-every", type=int, default=75)
-    p.add_argument("--val-limit", type=int, default=None, help="evaluate on the first N val videos only")
-    p.add_argument("--num-queries", type=int, default=8)
+    p.add_argument(
+        "--val-limit", type=int, default=None, help="evaluate on the first N val videos during training (final: all)"
+    )
+    p.add_argument("--num-queries", type=int, default=10)
     p.add_argument("--hidden-dim", type=int, default=64)
+    p.add_argument("--refine-layers", type=int, default=2)
+    p.add_argument("--min-area", type=int, default=8, help="saved TrajTok config: drop trajectories with <= this many cells")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--focal-weight", type=float, default=20.0)
     p.add_argument("--dice-weight", type=float, default=1.0)
@@ -147,6 +152,8 @@ def main(argv: list[str] | None = None) -> int:
         hidden_dim=args.hidden_dim,
         num_queries=args.num_queries,
         frames_per_chunk=args.clip_frames,
+        refine_layers=args.refine_layers,
+        min_area=args.min_area,
     )
     trajtok = TrajTok(tt_cfg)
     params = list(backbone.parameters()) + list(trajtok.segmenter.parameters())
@@ -202,16 +209,28 @@ def main(argv: list[str] | None = None) -> int:
             print(f"stopping at step {step}: --max-minutes {args.max_minutes} reached", flush=True)
             break
 
+    full_val = val if args.val_limit is None else load_split(args.data, "val")
+    final = evaluate(backbone, trajtok, full_val)
+    print(
+        f"final ({len(full_val)} val videos): video mIoU {final['video_miou']:.3f} chunk mIoU {final['chunk_miou']:.3f}",
+        flush=True,
+    )
     args.out.mkdir(parents=True, exist_ok=True)
     backbone.save_pretrained(args.out / "backbone")
     trajtok.save_pretrained(args.out / "trajtok")
     (args.out / "train_log.json").write_text(
-        json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "curve": log}, indent=1)
+        json.dumps(
+            {"args": {k: str(v) for k, v in vars(args).items()}, "curve": log, "final": final, "val_videos": len(full_val)},
+            indent=1,
+        )
     )
     print("\n| step | train loss | val video mIoU | val chunk mIoU | CPU minutes |\n|---:|---:|---:|---:|---:|")
     for e in log:
         loss = "-" if e["loss"] is None else f"{e['loss']:.3f}"
         print(f"| {e['step']} | {loss} | {e['video_miou']:.3f} | {e['chunk_miou']:.3f} | {e['minutes']} |")
+    print(
+        f"| final, all {len(full_val)} val videos | | {final['video_miou']:.3f} | {final['chunk_miou']:.3f} | |", flush=True
+    )
     print(f"\nsaved {args.out}/backbone and {args.out}/trajtok", flush=True)
     return 0
 
