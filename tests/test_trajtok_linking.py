@@ -103,3 +103,35 @@ def test_object_keeps_its_id_across_chunks_even_when_slots_permute():
     assert not torch.equal(permuted.assignment_logits[:, 4:].argmax(-1), out.assignment_logits[:, 4:].argmax(-1))
     for n in (1, 2):
         assert ids_of(permuted.hard_ids[0], masks, n) == ids_of(hid, masks, n)
+
+
+def _stats(queries, objects, t=2, h=4, w=4, C=3):
+    """ChunkStats for hand-made slots. objects: {slot: (feature (C,), (y, x) cell)}; other slots are dead."""
+    from trajvlm.trajtok.linking import chunk_stats
+
+    K = queries.shape[0]
+    feats = torch.zeros(1, t, h, w, C)
+    logits = torch.full((1, t, h, w, K), -10.0)
+    logits[..., K - 1] = 0.0  # the last slot takes the background
+    feats[..., 0] = 1.0
+    for k, (f, (y, x)) in objects.items():
+        feats[0, :, y, x] = f
+        logits[0, :, y, x, k] = 10.0
+    return chunk_stats(feats, logits, queries.unsqueeze(0))
+
+
+def test_linking_prefers_the_continuing_track_over_an_empty_placeholder():
+    from trajvlm.trajtok.linking import TrackBank
+
+    torch.manual_seed(0)
+    q = torch.nn.functional.normalize(torch.randn(4, 8), dim=-1)  # slot queries (same in every chunk)
+    red, green = torch.tensor([0.0, 1.0, 0.0]), torch.tensor([0.0, 0.0, 1.0])
+    bank = TrackBank(num_queries=4, link_threshold=0.75, memory=16)
+    first = bank.link(_stats(q, {0: (red, (0, 0)), 2: (green, (3, 3))}), 0)
+    assert first.tolist() == [0, -1, 2, 3]
+    # next chunk: the red object is now won by slot 1, whose query exactly matches placeholder track 1
+    second = bank.link(_stats(q, {1: (red, (0, 1)), 2: (green, (3, 3))}), 0)
+    assert second.tolist() == [-1, 0, 2, 3]
+    # a new-looking object far away starts a trajectory (an empty placeholder id), not a continuation
+    third = bank.link(_stats(q, {1: (red, (0, 1)), 0: (torch.tensor([1.0, 1.0, 1.0]), (3, 0))}), 0)
+    assert third[1] == 0 and third[0] not in (0, 2, 3) and third[0] >= 0

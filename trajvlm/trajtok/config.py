@@ -45,8 +45,8 @@ class TrajTokConfig(PretrainedConfig):
         num_pos_freqs: sinusoid frequencies per coordinate for position codes.
         init_logit_scale: initial value of the learnable temperature (scale) of the assignment logits.
         link_threshold: cross-chunk linking. A live slot of a new chunk continues the track it is
-            Hungarian-matched to if their similarity (mean of query-embedding cosine, appearance cosine and
-            spatial continuity, each in [0,1]) is >= link_threshold, otherwise it starts a new track.
+            Hungarian-matched to if their similarity (weighted mean 1:2:1 of query-embedding cosine, appearance
+            cosine and spatial continuity, each in [0,1]) is >= link_threshold, otherwise it starts a new track.
         track_memory: at most this many tracks are remembered per video while streaming (None = 4*K);
             beyond that the smallest track that is not live in the current chunk is forgotten.
     """
@@ -70,7 +70,7 @@ class TrajTokConfig(PretrainedConfig):
         mlp_ratio: int = 2,
         num_pos_freqs: int = 6,
         init_logit_scale: float = 10.0,
-        link_threshold: float = 0.5,
+        link_threshold: float = 0.75,
         track_memory: int | None = None,
         **kwargs,
     ):

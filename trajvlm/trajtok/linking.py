@@ -3,7 +3,8 @@
 Memory is bounded: from each chunk only per-frame, per-slot summaries are kept (mask-pooled feature (C),
 mask mass, hard area, box), never the pixel features. Slots of a new chunk are linked to the remembered
 tracks with Hungarian matching (scipy.optimize.linear_sum_assignment) on a similarity of query embedding,
-appearance and spatial continuity, so an object that stays in view keeps its global trajectory id.
+appearance and spatial continuity, so an object that stays in view keeps its global trajectory id (and one that
+leaves and comes back with the same look is usually re-identified).
 """
 
 from __future__ import annotations
@@ -91,23 +92,30 @@ class TrackBank:
 
     @staticmethod
     def _similarity(track: _Track, q: torch.Tensor, app: torch.Tensor, first_center: torch.Tensor) -> float:
-        """Similarity in [0,1]: mean of query cosine, appearance cosine and spatial continuity (those known)."""
-        parts = [0.5 * (1.0 + float(torch.dot(track.query, q)))]
-        if track.appearance is not None:
-            parts.append(max(0.0, float(F.cosine_similarity(track.appearance, app, dim=0))))
-        if track.last_center is not None:
-            parts.append(float(torch.exp(-torch.linalg.vector_norm(track.last_center - first_center) / 0.25)))
-        return sum(parts) / len(parts)
+        """Similarity in [0,1] of a track with content and a live slot: weighted mean of query-embedding cosine
+        (weight 1), appearance cosine (weight 2, the most telling) and spatial continuity (weight 1,
+        exp(-distance/0.25) between the track's last centre and the slot's first centre)."""
+        s_q = 0.5 * (1.0 + float(torch.dot(track.query, q)))
+        s_a = max(0.0, float(F.cosine_similarity(track.appearance, app, dim=0)))
+        s_s = float(torch.exp(-torch.linalg.vector_norm(track.last_center - first_center) / 0.25))
+        return (s_q + 2.0 * s_a + s_s) / 4.0
 
     def link(self, stats: ChunkStats, b: int) -> torch.Tensor:
-        """Assign every slot of chunk `stats` (video b) a track id -> (K,) long (-1 for dead slots)."""
+        """Assign every slot of chunk `stats` (video b) a track id -> (K,) long (-1 for dead slots).
+
+        First chunk: slot k is track k for every k (dead slots become empty placeholder tracks, so a one-chunk
+        video has ids 0..K-1 and fixed-K mode always has K tracks). Later chunks: live slots are Hungarian-matched
+        to tracks that have content; a match with similarity >= link_threshold continues the track. Any other
+        live slot takes an empty placeholder (its own index if still free, else the smallest) or a new id.
+        """
         K = self.num_queries
         area = stats.area[b].detach()  # (t,K)
         mass = stats.mass[b].detach()  # (t,K)
         pooled = stats.pooled[b].detach()  # (t,K,C)
         boxes = stats.boxes[b].detach()  # (t,K,4)
         queries = stats.query_embeds[b].detach()  # (K,D)
-        live = area.sum(dim=0) > 0  # (K,)
+        slot_area = area.sum(dim=0)  # (K,)
+        live = slot_area > 0
         app = (pooled * mass.unsqueeze(-1)).sum(0) / mass.sum(0).clamp_min(1e-6).unsqueeze(-1)  # (K,C)
         centers = 0.5 * (boxes[..., :2] + boxes[..., 2:])  # (t,K,2)
         present = area > 0  # (t,K)
@@ -120,7 +128,6 @@ class TrackBank:
 
         mapping = torch.full((K,), -1, dtype=torch.long)
         if not self.tracks:
-            # First chunk: slot k IS trajectory k (dead slots become free tracks with no content yet).
             for k in range(K):
                 self.tracks[k] = _Track(tid=k, query=queries[k])
             self.next_id = K
@@ -129,20 +136,26 @@ class TrackBank:
                     mapping[k] = k
         else:
             live_slots = [k for k in range(K) if live[k]]
-            tids = list(self.tracks)
-            if live_slots:
+            content = [tid for tid, tr in self.tracks.items() if tr.total_area > 0]
+            matched: dict[int, int] = {}
+            if live_slots and content:
                 sim = np.array(
-                    [[self._similarity(self.tracks[i], queries[k], app[k], first_c[k]) for i in tids] for k in live_slots]
+                    [[self._similarity(self.tracks[i], queries[k], app[k], first_c[k]) for i in content] for k in live_slots]
                 )  # (L, N)
                 rows, cols = linear_sum_assignment(-sim)
-                matched = {live_slots[r]: tids[c] for r, c in zip(rows, cols) if sim[r, c] >= self.link_threshold}
-                for k in live_slots:
-                    if k in matched:
-                        mapping[k] = matched[k]
-                    else:
-                        self.tracks[self.next_id] = _Track(tid=self.next_id, query=queries[k])
-                        mapping[k] = self.next_id
-                        self.next_id += 1
+                matched = {live_slots[r]: content[c] for r, c in zip(rows, cols) if sim[r, c] >= self.link_threshold}
+            free = sorted(tid for tid, tr in self.tracks.items() if tr.total_area == 0)
+            for k in sorted(live_slots, key=lambda k: -float(slot_area[k])):
+                if k in matched:
+                    mapping[k] = matched[k]
+                elif free:
+                    tid = k if k in free else free[0]
+                    free.remove(tid)
+                    mapping[k] = tid
+                else:
+                    self.tracks[self.next_id] = _Track(tid=self.next_id, query=queries[k])
+                    mapping[k] = self.next_id
+                    self.next_id += 1
         for k in range(K):
             tid = int(mapping[k])
             if tid < 0:
