@@ -149,13 +149,14 @@ class TrajTok(nn.Module):
         start = 0
         for b in range(B):
             n = counts[b]
-            rows = torch.arange(start, start + n)
+            rows = torch.arange(start, start + n, device=tokens.device)
             start += n
             a = area[rows].detach().sum(1)  # (n,)
             keep = self._select(ids[b], a, area[rows].detach() > 0, fixed_k=fixed_k, cap=cap)  # local row indices
+            keep = keep.to(tokens.device)
             sel = rows[keep]
             out_tokens.append(tokens[sel])
-            out_ids.append(ids[b][keep])
+            out_ids.append(ids[b][keep.cpu()])
             out_boxes.append(boxes[sel].detach())
             out_presence.append(area[sel].detach() > 0)
             out_areas.append(a[keep])
@@ -180,7 +181,7 @@ class TrajTok(nn.Module):
             kept = order[: self.config.num_queries]
         else:
             kept = [i for i in order if float(area[i]) > self.config.min_area][:cap]
-        first = torch.where(present, torch.arange(T), T).amin(1) if T else torch.zeros(n, dtype=torch.long)
+        first = torch.where(present, torch.arange(T, device=present.device), T).amin(1)
         kept.sort(key=lambda i: (int(first[i]), int(ids[i])))
         return torch.tensor(kept, dtype=torch.long)
 
