@@ -11,22 +11,11 @@ silently scoring 0.
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import sys
-from pathlib import Path
+
+from trajvlm.eval.local_tasks import data_root, local_docs, video_path
 
 ENV = "TRAJVLM_MOVIECHAT_DIR"
-
-
-def _common():
-    name = "trajvlm_eval_tasks_common"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parent.parent / "_common.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
 
 
 def _official():
@@ -41,12 +30,12 @@ def _official():
 
 
 def moviechat_local_process_docs(dataset):
-    return _common().local_docs(ENV, "moviechat_local")
+    return local_docs(ENV, "moviechat_local")
 
 
 def _video(doc):
-    root = os.path.join(_common().data_root(ENV, "moviechat_local"), "Test_Videos")
-    return _common().video_path(root, doc["video_name"], (".MP4", ".mkv"))
+    root = os.path.join(data_root(ENV, "moviechat_local"), "Test_Videos")
+    return video_path(root, doc["video_name"], (".MP4", ".mkv"))
 
 
 def moviechat_local_doc_to_visual(doc):

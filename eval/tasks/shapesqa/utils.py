@@ -15,31 +15,19 @@ The prompt is the training prompt: question, options, then the answer instructio
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
+from trajvlm.eval.local_tasks import data_root, local_docs, video_path
 
 ENV = "TRAJVLM_SHAPESQA_DIR"
 LETTERS = ("A", "B", "C", "D")
 CATEGORIES = ("attribute", "counting", "direction", "temporal_order", "needle")
 
 
-def _common():
-    name = "trajvlm_eval_tasks_common"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parent.parent / "_common.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
 def shapesqa_process_docs(dataset):
-    return _common().local_docs(ENV, "shapesqa", ("test_qa.json",))
+    return local_docs(ENV, "shapesqa", ("test_qa.json",))
 
 
 def shapesqa_doc_to_visual(doc):
-    return [_common().video_path(_common().data_root(ENV, "shapesqa"), doc["video"])]
+    return [video_path(data_root(ENV, "shapesqa"), doc["video"])]
 
 
 def shapesqa_doc_to_text(doc, lmms_eval_specific_kwargs=None):

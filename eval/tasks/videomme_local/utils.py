@@ -9,31 +9,20 @@ Prompts and scoring are lmms-eval's own (lmms_eval.tasks.videomme.utils); only p
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import sys
-from pathlib import Path
+
+from trajvlm.eval.local_tasks import data_root, local_docs, video_path
 
 ENV = "TRAJVLM_VIDEOMME_DIR"
 
 
-def _common():
-    name = "trajvlm_eval_tasks_common"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parent.parent / "_common.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
 def videomme_local_process_docs(dataset):
-    return _common().local_docs(ENV, "videomme_local")
+    return local_docs(ENV, "videomme_local")
 
 
 def videomme_local_doc_to_visual(doc):
-    root = _common().data_root(ENV, "videomme_local")
-    return [_common().video_path(root, os.path.join("data", doc["videoID"] + ".mp4"), (".MP4", ".mkv"))]
+    root = data_root(ENV, "videomme_local")
+    return [video_path(root, os.path.join("data", doc["videoID"] + ".mp4"), (".MP4", ".mkv"))]
 
 
 def videomme_local_doc_to_text_subtitle(doc, lmms_eval_specific_kwargs=None):
@@ -44,14 +33,14 @@ def videomme_local_doc_to_text_subtitle(doc, lmms_eval_specific_kwargs=None):
     from lmms_eval.tasks.videomme.utils import extract_subtitles, videomme_doc_to_text_qwen3vl
 
     kwargs = lmms_eval_specific_kwargs or {}
-    root = _common().data_root(ENV, "videomme_w_subtitle_local")
-    video_path = videomme_local_doc_to_visual(doc)[0]
+    root = data_root(ENV, "videomme_w_subtitle_local")
+    video_file = videomme_local_doc_to_visual(doc)[0]
     subtitle_path = os.path.join(root, "subtitle", doc["videoID"] + ".srt")
     subtitle = "No subtitles available"
     if os.path.exists(subtitle_path):
         pattern = r'<font color="white" size=".72c">(.*?)</font>'
         if "frame_num" in kwargs:
-            subtitle_by_frame, total_frame = extract_subtitles(video_path, subtitle_path)
+            subtitle_by_frame, total_frame = extract_subtitles(video_file, subtitle_path)
             frame_num = total_frame if kwargs["frame_num"] == -1 else kwargs["frame_num"]
             sampled = np.linspace(0, total_frame - 1, frame_num, dtype=int).tolist()
             picked = sorted({idx for f in sampled for idx, (start, end, _) in enumerate(subtitle_by_frame) if start <= f < end})

@@ -1,8 +1,8 @@
-"""Helpers shared by the local task utils under eval/tasks/ (loaded by file path: lmms-eval imports each
-task's `utils.py` as a stand-alone module, so sibling imports need `load_common()` below).
+"""Helpers shared by the local lmms-eval task utils under eval/tasks/ (`from trajvlm.eval.local_tasks import ...`:
+lmms-eval imports each task's `utils.py` as a stand-alone module, so the shared code lives in the installed package).
 
 How a local task finds its data: lmms-eval cannot expand variables in a YAML, so each local YAML loads a
-one-row stub (`_stub.json`, next to this file) and its `process_docs` replaces it with the real annotation
+one-row stub (`eval/tasks/_stub.json`) and its `process_docs` replaces it with the real annotation
 file found under the folder named by an environment variable (`TRAJVLM_VIDEOMME_DIR`, ...). The same
 folder holds the videos, in the layout of the official lmms-eval cache (see data_recipes/*/README.md).
 """
