@@ -19,13 +19,13 @@ Malformed records stop the conversion with their record number (or are counted w
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
 
 from trajvlm.data.dataset import normalize_conversations, validate_record
 from trajvlm.data.mixture import DataFormatError, read_records, write_records
+from trajvlm.data.recipes import run_conversion
 
 SOURCE_TOKEN = "<image>"
 VIDEO_TOKEN = "<video>"
@@ -85,14 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--check_images", action="store_true", help="drop (and count) records whose image file is missing")
     ap.add_argument("--skip_bad_rows", action="store_true", help="count and list malformed records instead of stopping")
     args = ap.parse_args(argv)
-    try:
-        report = convert(args.input, args.out, image_folder=args.image_folder, check_images=args.check_images,
-                         skip_bad_rows=args.skip_bad_rows)
-    except DataFormatError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(json.dumps(report, indent=2))
-    return 0
+    return run_conversion(lambda: convert(args.input, args.out, image_folder=args.image_folder,
+                                          check_images=args.check_images, skip_bad_rows=args.skip_bad_rows))
 
 
 if __name__ == "__main__":

@@ -23,13 +23,13 @@ counts) records whose video file is missing, e.g. an archive that was not downlo
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
 
 from trajvlm.data.dataset import normalize_conversations, validate_record
 from trajvlm.data.mixture import DataFormatError, read_records, write_records
+from trajvlm.data.recipes import run_conversion
 
 SOURCE_TOKEN = "<image>"
 VIDEO_TOKEN = "<video>"
@@ -111,13 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip_bad_rows", action="store_true", help="count and list malformed records instead of stopping")
     ap.add_argument("--check_videos", action="store_true", help="drop records whose video file is missing under --root")
     args = ap.parse_args(argv)
-    try:
-        report = convert(args.inputs, args.out, root=args.root, skip_bad_rows=args.skip_bad_rows, check_videos=args.check_videos)
-    except DataFormatError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(json.dumps(report, indent=2))
-    return 0
+    return run_conversion(lambda: convert(args.inputs, args.out, root=args.root, skip_bad_rows=args.skip_bad_rows,
+                                          check_videos=args.check_videos))
 
 
 if __name__ == "__main__":

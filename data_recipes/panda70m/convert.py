@@ -37,6 +37,7 @@ from pathlib import Path
 
 from trajvlm.data.dataset import validate_record
 from trajvlm.data.mixture import DataFormatError, write_records
+from trajvlm.data.recipes import run_conversion
 
 VIDEO_TOKEN = "<video>"
 REQUIRED_COLUMNS = ("videoID", "timestamp", "caption")
@@ -213,17 +214,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--min_score", type=float, help="drop clips whose matching_score is below this")
     ap.add_argument("--skip_bad_rows", action="store_true", help="--csv: count and list malformed rows instead of stopping")
     args = ap.parse_args(argv)
-    try:
-        if args.csv:
-            report = convert_csv(args.csv, args.out, layout=args.layout, video_template=args.video_template,
-                                 prompt=args.prompt, min_score=args.min_score, skip_bad_rows=args.skip_bad_rows)
-        else:
-            report = convert_downloaded(args.downloaded, args.out, prompt=args.prompt, min_score=args.min_score)
-    except DataFormatError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(json.dumps(report, indent=2))
-    return 0
+    if args.csv:
+        return run_conversion(lambda: convert_csv(args.csv, args.out, layout=args.layout, video_template=args.video_template,
+                                                  prompt=args.prompt, min_score=args.min_score, skip_bad_rows=args.skip_bad_rows))
+    return run_conversion(lambda: convert_downloaded(args.downloaded, args.out, prompt=args.prompt, min_score=args.min_score))
 
 
 if __name__ == "__main__":
