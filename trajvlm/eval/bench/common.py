@@ -3,7 +3,9 @@ the command line that produced a result, and markdown output."""
 
 from __future__ import annotations
 
+import argparse
 import copy
+import json
 import os
 import platform
 import subprocess
@@ -15,6 +17,8 @@ from pathlib import Path
 import torch
 
 import trajvlm
+
+from .args import canonical_command
 
 DEFAULT_MODEL_DIR = Path(trajvlm.__file__).resolve().parent / "assets" / "default_model"
 
@@ -57,6 +61,11 @@ def git_commit() -> str | None:
     return out.stdout.strip() or None
 
 
+def loadavg() -> tuple[float, ...]:
+    """The 1/5/15-minute load average, rounded to 2 decimals."""
+    return tuple(round(x, 2) for x in os.getloadavg())
+
+
 def machine_info() -> dict:
     """What a reader needs to interpret a timing: CPU, cores, threads, load (1/5/15 min), RAM, versions."""
     import transformers
@@ -66,7 +75,7 @@ def machine_info() -> dict:
         "logical_cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
-        "loadavg": tuple(round(x, 2) for x in os.getloadavg()),
+        "loadavg": loadavg(),
         "ram_gb": None if total_ram_gb() is None else round(total_ram_gb(), 1),
         "python": platform.python_version(),
         "torch": torch.__version__,
@@ -87,6 +96,26 @@ def machine_markdown(info: dict, *, end_loadavg: tuple | None = None) -> str:
     )
 
 
+def record_header(title: str, parser: argparse.ArgumentParser, args: argparse.Namespace, info: dict, *,
+                  command_label: str = "Command (one run, all rows):", machine_label: str = "Machine:",
+                  end_loadavg: bool = True) -> list[str]:
+    """The first lines of a benchmark's markdown record: the title, the command that reproduces the run and the
+    machine (`info` from `machine_info()`; with the load average now, at the end of the run, unless not `end_loadavg`)."""
+    return [
+        title,
+        "",
+        command_label,
+        "",
+        "```",
+        canonical_command(parser, args),
+        "```",
+        "",
+        machine_label,
+        "",
+        machine_markdown(info, end_loadavg=loadavg() if end_loadavg else None),
+    ]
+
+
 def single_thread() -> None:
     """The benchmarks run with one torch thread (the project rule on this shared 2-core machine)."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -100,6 +129,13 @@ def write_text(path: str | os.PathLike | None, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     print(f"wrote {path}", file=sys.stderr)
+
+
+def print_results(table: str, json_path: str | os.PathLike | None, raw) -> None:
+    """Print the results table; write the raw numbers as JSON to `json_path` (--json) when given."""
+    print(table)
+    if json_path:
+        write_text(json_path, json.dumps(raw, indent=1))
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -24,8 +24,8 @@ from ..efficiency import (
     format_markdown,
     patch_tokens_per_frame,
 )
-from .args import build_parser, canonical_command
-from .common import machine_info, machine_markdown, write_text
+from .args import build_parser
+from .common import machine_info, record_header, write_text
 
 
 def main(argv: list[str] | None = None, prog: str = "trajvlm bench efficiency") -> int:
@@ -56,17 +56,9 @@ def run_cli(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         full = patch_tokens_per_frame(grid, 1, spec.patch_row_newline)
         text = cfg.text_config
         md = [
-            f"# Efficiency accounting: preset `{spec.name}`",
-            "",
-            "Command:",
-            "",
-            "```",
-            canonical_command(parser, args),
-            "```",
-            "",
-            "Machine (the numbers below are counts, not timings; they do not depend on it):",
-            "",
-            machine_markdown(machine_info()),
+            *record_header(f"# Efficiency accounting: preset `{spec.name}`", parser, args, machine_info(),
+                           command_label="Command:", end_loadavg=False,
+                           machine_label="Machine (the numbers below are counts, not timings; they do not depend on it):"),
             "",
             (f"Preset `{spec.name}`: {spec.description} (`trajvlm/model/presets.py`). Vision: "
             f"{cfg.vision_config.model_type}, {cfg.vision_config.hidden_size}-wide, {cfg.image_size} px frames "

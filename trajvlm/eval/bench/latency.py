@@ -23,14 +23,15 @@ import subprocess
 import sys
 import time
 
-from .args import build_parser, canonical_command
+from .args import build_parser
 from .common import (
     current_rss_mb,
     load_bench_model,
     machine_info,
-    machine_markdown,
     patch_twin,
     peak_rss_mb,
+    print_results,
+    record_header,
     single_thread,
     write_text,
 )
@@ -146,22 +147,10 @@ def run_cli(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     wall = time.perf_counter() - t0
     rows = summarize(results)
     tab = table(rows)
-    print(tab)
-    if args.json:
-        write_text(args.json, json.dumps(results, indent=1))
+    print_results(tab, args.json, results)
     if args.out:
         md = [
-            "# Latency and memory: TrajVLM vs the patch baseline (CPU)",
-            "",
-            "Command (one run, all rows):",
-            "",
-            "```",
-            canonical_command(parser, args),
-            "```",
-            "",
-            "Machine:",
-            "",
-            machine_markdown(info, end_loadavg=tuple(round(x, 2) for x in os.getloadavg())),
+            *record_header("# Latency and memory: TrajVLM vs the patch baseline (CPU)", parser, args, info),
             "",
             f"Model: {results[0]['source']}; patch baseline = the same vision tower + LLM with the patch connector "
             "(2x2 pooling) and a fresh projector. Video: " + args.video + f" (trajvlm/eval/bench/videos.py). "

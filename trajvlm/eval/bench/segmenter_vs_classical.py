@@ -22,8 +22,6 @@ cell centres). Timings are single-thread, best of ``--repeats`` per video, on fr
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -31,11 +29,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .args import build_parser, canonical_command
+from .args import build_parser
 from .common import (
     load_bench_model,
     machine_info,
-    machine_markdown,
+    print_results,
+    record_header,
     single_thread,
     write_text,
 )
@@ -217,26 +216,14 @@ def run_cli(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
               log=lambda s: print(s, file=sys.stderr, flush=True))
     wall = time.perf_counter() - t0
     tab = tables(res, list(params))
-    print(tab)
-    if args.json:
-        write_text(args.json, json.dumps(res, indent=1))
+    print_results(tab, args.json, res)
     if args.out:
         import cv2 as _cv2
         import skimage
 
         size = bm.model.config.image_size
         md = [
-            "# TrajTok segmenter vs a classical superpixel + optical-flow pipeline",
-            "",
-            "Command (one run, all rows):",
-            "",
-            "```",
-            canonical_command(parser, args),
-            "```",
-            "",
-            "Machine:",
-            "",
-            machine_markdown(info, end_loadavg=tuple(round(x, 2) for x in os.getloadavg())),
+            *record_header("# TrajTok segmenter vs a classical superpixel + optical-flow pipeline", parser, args, info),
             f"- scikit-image {skimage.__version__}, OpenCV {_cv2.__version__} (cv2.setNumThreads(1))",
             "",
             (f"Model: {bm.source}. Frames {size}x{size} px, TrajTok grid {res['grid'][0]}x{res['grid'][1]}. Classical "

@@ -13,7 +13,6 @@ T*ceil(h/2)*ceil(w/2) (pooled, the config's stride), h x w = the vision tower's 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -21,11 +20,11 @@ from dataclasses import asdict, dataclass
 import torch
 
 from ...model.patch_connector import patch_token_count
-from .args import build_parser, canonical_command
+from .args import build_parser
 from .common import (
     load_bench_model,
     machine_info,
-    machine_markdown,
+    record_header,
     single_thread,
     write_text,
 )
@@ -179,17 +178,7 @@ def run_cli(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.out:
         grid = bm.model.vision_tower.grid_size(size)
         md = [
-            "# Visual tokens vs video length",
-            "",
-            "Command (one run, all rows):",
-            "",
-            "```",
-            canonical_command(parser, args),
-            "```",
-            "",
-            "Machine:",
-            "",
-            machine_markdown(info, end_loadavg=tuple(round(x, 2) for x in os.getloadavg())),
+            *record_header("# Visual tokens vs video length", parser, args, info),
             "",
             (f"Model: {bm.source}. Frames {size}x{size} px -> {grid[0]}x{grid[1]} feature grid; TrajTok K={tt.num_queries} "
             f"queries, q={tt.tokens_per_trajectory} token per trajectory, token budget {budget} "

@@ -14,20 +14,19 @@ the table reports batch / median step time.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import statistics
 import sys
 import time
 
 import torch
 
-from .args import build_parser, canonical_command
+from .args import build_parser
 from .common import (
     load_bench_model,
     machine_info,
-    machine_markdown,
     patch_twin,
+    print_results,
+    record_header,
     single_thread,
     write_text,
 )
@@ -124,22 +123,10 @@ def run_cli(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                log=lambda s: print(s, file=sys.stderr, flush=True))
     wall = time.perf_counter() - t0
     tab = table(rows)
-    print(tab)
-    if args.json:
-        write_text(args.json, json.dumps(rows, indent=1))
+    print_results(tab, args.json, rows)
     if args.out:
         md = [
-            "# Finetuning throughput: TrajVLM vs the patch baseline (CPU)",
-            "",
-            "Command (one run, all rows):",
-            "",
-            "```",
-            canonical_command(parser, args),
-            "```",
-            "",
-            "Machine:",
-            "",
-            machine_markdown(info, end_loadavg=tuple(round(x, 2) for x in os.getloadavg())),
+            *record_header("# Finetuning throughput: TrajVLM vs the patch baseline (CPU)", parser, args, info),
             "",
             f"Model: {bm.source}. Trainable parameters: "
             + ", ".join(f"{r['variant']} {r['trainable_params']:,}" for r in rows[:2])
