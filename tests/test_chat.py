@@ -1,11 +1,12 @@
-"""TrajVLMChat on a tiny generated video: ask, ask_stream, score, tokenize_video (both connectors)."""
+"""TrajVLMChat on a tiny generated video: ask, ask_stream (token by token), score, tokenize_video, per-request
+token budgets (both connectors)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from trajvlm.chat import ChatDelta, ChatResponse, TrajVLMChat, VideoTokens
+from trajvlm.chat import ChatDelta, ChatResponse, IncrementalDecoder, TrajVLMChat, VideoTokens
 from trajvlm.model import IGNORE_INDEX
 from trajvlm.video import load_video
 
@@ -41,11 +42,81 @@ def test_ask_stream_matches_ask(chat, tiny_video_path):
     deltas = list(chat.ask_stream(tiny_video_path, "Which way?", history, max_new_tokens=6))
     assert all(isinstance(d, ChatDelta) for d in deltas)
     final = deltas[-1].response
-    assert final is not None and all(d.response is None for d in deltas[:-1])
-    assert final.text == ref.text == "".join(d.text for d in deltas).strip()
+    assert final is not None and all(d.response is None for d in deltas[:-1]) and deltas[-1].text == ""
+    assert final.text == ref.text == "".join(d.text for d in deltas)  # exactly, greedy
     assert final.num_visual_tokens == ref.num_visual_tokens
     sampled = chat.ask(tiny_video_path, "What moves?", max_new_tokens=4, do_sample=True, temperature=0.8, top_p=0.9)
     assert isinstance(sampled.text, str)
+
+
+def test_ask_stream_yields_token_by_token(chat, tiny_video_path):
+    """Not word by word: the untrained tiny LM emits no spaces, so a word-level streamer sends one piece."""
+    ref = chat.ask(tiny_video_path, "What moves?", max_new_tokens=8)
+    tokens = chat.processor.tokenizer(ref.text, add_special_tokens=False).input_ids
+    assert len(tokens) >= 2, f"the tiny model's answer {ref.text!r} should be several tokens long"
+    pieces = [d.text for d in chat.ask_stream(tiny_video_path, "What moves?", max_new_tokens=8) if d.text]
+    assert len(pieces) >= 2, pieces
+    assert "".join(pieces) == ref.text
+
+
+def test_incremental_decoder_streams_each_character_when_complete(tiny_tokenizer_dir):
+    """Byte-fallback pieces of multi-byte characters are held back until the character is whole; spaces
+    between sentencepiece words come out right; the pieces join to the stripped full decode."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_tokenizer_dir)
+    text = "Größe → 東京 ok"
+    ids = tok(text, add_special_tokens=False).input_ids
+    assert len(ids) > len(text.split())  # several byte pieces per character: the case under test
+    dec = IncrementalDecoder(lambda i: tok.decode(i, skip_special_tokens=True))
+    pieces = [dec.push([i]) for i in ids]
+    pieces.append(dec.finish())
+    assert "".join(pieces) == tok.decode(ids, skip_special_tokens=True).strip() == text
+    assert [p for p in pieces if p] == ["G", "r", "ö", "ß", "e", " →", " 東", "京", " o", "k"]
+    # a byte sequence that never completes is flushed at the end, not lost
+    dec = IncrementalDecoder(lambda i: tok.decode(i, skip_special_tokens=True))
+    partial = tok("ok", add_special_tokens=False).input_ids + tok.convert_tokens_to_ids(["<0xE6>", "<0x9D>"])
+    assert "".join(dec.push([i]) for i in partial) == "ok"  # 2 of the 3 bytes of 東: held back
+    assert dec.finish() == "\ufffd\ufffd" and dec.sent == tok.decode(partial) == "ok\ufffd\ufffd"
+
+
+def test_token_budget_per_request(chat, tiny_video_path):
+    default = chat.tokenize_video(tiny_video_path)
+    small = chat.tokenize_video(tiny_video_path, token_budget=4)
+    r = chat.ask(tiny_video_path, "What moves?", max_new_tokens=2, token_budget=4)
+    final = list(chat.ask_stream(tiny_video_path, "What moves?", max_new_tokens=2, token_budget=4))[-1].response
+    if chat.model.config.connector == "trajtok":
+        q = chat.model.config.trajtok_config.tokens_per_trajectory
+        assert default.num_visual_tokens > 4, "the default budget should allow more than the small one"
+        assert small.num_visual_tokens <= 4 and small.num_visual_tokens == small.num_trajectories * q
+        assert r.num_visual_tokens == final.num_visual_tokens == small.num_visual_tokens
+        assert r.video_tokens.num_trajectories == small.num_trajectories
+        # score encodes with the request's budget too: fewer visual tokens, a different log-prob
+        assert chat.score(tiny_video_path, "What?", " Red.", token_budget=4) != chat.score(tiny_video_path, "What?", " Red.")
+    else:  # the patch connector's token count does not depend on a budget
+        assert small.num_visual_tokens == default.num_visual_tokens == r.num_visual_tokens == default.num_patch_tokens
+    assert chat.token_budget is None  # per request: the chat's own default is untouched
+    assert chat.tokenize_video(tiny_video_path).num_visual_tokens == default.num_visual_tokens
+    assert chat.resolve_token_budget() == chat.model.config.token_budget and chat.resolve_token_budget(4) == 4
+
+
+@pytest.mark.parametrize("bad", [0, -3, 2.5, "8", True, None])
+def test_bad_token_budget_is_a_clear_value_error(chat, tiny_video_path, bad):
+    calls = {
+        "ask": lambda b: chat.ask(tiny_video_path, "What moves?", max_new_tokens=1, token_budget=b),
+        "ask_stream": lambda b: next(chat.ask_stream(tiny_video_path, "What moves?", max_new_tokens=1, token_budget=b)),
+        "ask (text only)": lambda b: chat.ask(None, "Hi.", max_new_tokens=1, token_budget=b),
+        "score": lambda b: chat.score(tiny_video_path, "What?", " Red.", token_budget=b),
+        "tokenize_video": lambda b: chat.tokenize_video(tiny_video_path, token_budget=b),
+    }
+    if bad is None:  # None is the default, not an error: the chat's own default is checked when it is made
+        with pytest.raises(ValueError, match=r"token_budget must be a whole number >= 1.*got 0"):
+            TrajVLMChat(chat.model, chat.processor, token_budget=0)
+        return
+    for name, call in calls.items():
+        with pytest.raises(ValueError, match=r"token_budget must be a whole number >= 1") as info:
+            call(bad)
+        assert repr(bad) in str(info.value), (name, str(info.value))
 
 
 def test_score_is_the_continuation_logprob(chat, tiny_video_path):

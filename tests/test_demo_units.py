@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
@@ -20,6 +22,8 @@ from trajvlm.demo.pipeline import (
     check_question,
     check_sampling,
     prepare_video,
+    stream_answer,
+    tokenize_prepared,
 )
 from trajvlm.demo.settings import DemoSettings
 from trajvlm.demo.stats import DemoStats
@@ -163,3 +167,49 @@ def test_half_hour_video_is_decoded_in_bounded_chunks(tmp_path):
     assert prepared.clip.frames.shape == (24, 32, 32, 3) and prepared.chunks == 3
     assert prepared.clip.duration == pytest.approx(1800, abs=1)
     assert prepared.clip.timestamps[-1] > 1700  # spread over the whole half hour
+
+
+class _RecordingChat:
+    """Stands in for TrajVLMChat: records the options of each call; answers "ab" in two pieces."""
+
+    def __init__(self):
+        self.calls: list[tuple[str, dict]] = []
+        self.token_budget = None
+
+    def resolve_token_budget(self, token_budget=None):
+        return 64 if token_budget is None else token_budget
+
+    def ask_stream(self, video, question, history, **options):
+        self.calls.append(("ask_stream", options))
+        budget = self.resolve_token_budget(options.get("token_budget"))
+        response = SimpleNamespace(text="ab", num_visual_tokens=min(budget, 8), num_patch_tokens=128,
+                                   num_trajectories=min(budget, 8) // 2,
+                                   timings={"decode_s": 0.0, "encode_s": 0.1, "generate_s": 0.2})
+        yield SimpleNamespace(text="a", response=None)
+        yield SimpleNamespace(text="b", response=None)
+        yield SimpleNamespace(text="", response=response)
+
+    def tokenize_video(self, video, **options):
+        self.calls.append(("tokenize_video", options))
+        t = len(video)
+        return SimpleNamespace(trajectory_ids=np.array([1]), boxes=np.zeros((1, t, 4)), presence=np.ones((1, t), bool),
+                               hard_ids=np.ones((t, 4, 4), np.int64), num_visual_tokens=2, num_patch_tokens=128,
+                               num_trajectories=1)
+
+
+def test_the_token_budget_goes_to_the_chat_per_request(clip_path):
+    """The demo passes each request's budget to TrajVLMChat; it neither copies nor changes the shared chat."""
+    st = DemoSettings(model_path="unused", max_new_tokens=7, gallery_frames=2, overlay_size=32)
+    prepared = list(prepare_video(clip_path, max_frames=4, fps=None, size=32, settings=st))[-1]
+    chat = _RecordingChat()
+    events = list(stream_answer(chat, prepared, "What moves?", [], token_budget=4, settings=st))
+    assert [e.piece for e in events if hasattr(e, "piece")] == ["a", "b"]
+    done = events[-1]
+    assert done.text == "ab" and done.stats.token_budget == 4 and done.stats.visual_tokens == 4
+    events = list(stream_answer(chat, prepared, "What moves?", [], token_budget=None, settings=st))
+    assert events[-1].stats.token_budget == 64  # None: the chat's default
+    tokenize_prepared(chat, prepared, token_budget=6, settings=st)
+    assert chat.calls == [("ask_stream", {"max_new_tokens": 7, "token_budget": 4}),
+                          ("ask_stream", {"max_new_tokens": 7, "token_budget": None}),
+                          ("tokenize_video", {"token_budget": 6})]
+    assert chat.token_budget is None

@@ -2,7 +2,8 @@
 
     chat = TrajVLMChat.from_pretrained(path)
     r = chat.ask("clip.mp4", "What colour is the square?")          -> ChatResponse (text, token counts, timings)
-    for d in chat.ask_stream("clip.mp4", "..."): print(d.text)      -> ChatDelta pieces; the last one carries .response
+    r = chat.ask("clip.mp4", "...", token_budget=32)                 -> this request: at most 32 visual tokens
+    for d in chat.ask_stream("clip.mp4", "..."): print(d.text)      -> token-by-token pieces; the last carries .response
     logp, greedy = chat.score("clip.mp4", "Question ...", " A")     -> log p(continuation | video, context)
     vt = chat.tokenize_video("clip.mp4")                             -> VideoTokens (trajectories, boxes, hard ids)
 """
@@ -10,6 +11,7 @@
 from __future__ import annotations
 
 import os
+import queue
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -17,6 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from transformers.generation import BaseStreamer
 
 from .model.modeling_trajvlm import TrajVLMForConditionalGeneration, VideoEncoding
 from .model.processing_trajvlm import IGNORE_INDEX, TrajVLMProcessor
@@ -58,6 +61,59 @@ class ChatDelta:
     response: ChatResponse | None = None  # set on the last delta only
 
 
+class _TokenQueue(BaseStreamer):
+    """generate()'s streamer: each step's new token ids go into `queue` (the prompt's put is skipped);
+    None marks the end. Batch of one: every put after the prompt is a (1,) or (1,1) tensor."""
+
+    def __init__(self):
+        self.queue: queue.Queue[list[int] | None] = queue.Queue()
+        self._prompt_seen = False
+
+    def put(self, value: torch.Tensor) -> None:
+        if not self._prompt_seen:
+            self._prompt_seen = True
+            return
+        self.queue.put(value.reshape(-1).tolist())
+
+    def end(self) -> None:
+        self.queue.put(None)
+
+
+class IncrementalDecoder:
+    """Token ids arriving one step at a time -> text pieces, as soon as they are known.
+
+    Each step decodes ALL the new ids so far (so sentencepiece word-boundary spaces come out right) and emits
+    what that text adds to what was already emitted. Held back: trailing U+FFFD (the bytes of a multi-byte
+    character that has not fully arrived) and leading / trailing whitespace (the answer is stripped), so the
+    pieces followed by `finish()` concatenate to exactly `decode(ids).strip()` whenever the text of a prefix of
+    the ids is a prefix of the full text up to a trailing incomplete character (sentencepiece and byte-level
+    BPE without `clean_up_tokenization_spaces`). Where a decoder rewrites earlier text -- sentencepiece's
+    byte fallback turns a whole run of byte tokens into U+FFFD when the run is not valid UTF-8, e.g. byte
+    token "A" followed by stray bytes -- the stream pauses until the text extends what was emitted again,
+    and the final ChatResponse (always the full decode) can differ from the pieces.
+    """
+
+    def __init__(self, decode):
+        self._decode = decode  # list[int] -> str
+        self.ids: list[int] = []
+        self.sent = ""
+
+    def push(self, ids: Sequence[int]) -> str:
+        """Add one step's ids; return the new piece ("" while nothing new is certain)."""
+        self.ids.extend(ids)
+        return self._emit(self._decode(self.ids).rstrip("\ufffd").strip())
+
+    def finish(self) -> str:
+        """The rest of the text (held-back characters included) once generation has ended."""
+        return self._emit(self._decode(self.ids).strip())
+
+    def _emit(self, text: str) -> str:
+        if len(text) <= len(self.sent) or not text.startswith(self.sent):
+            return ""
+        piece, self.sent = text[len(self.sent) :], text
+        return piece
+
+
 class TrajVLMChat:
     """Question answering over one video with a TrajVLM checkpoint (model + processor saved in one folder)."""
 
@@ -74,7 +130,9 @@ class TrajVLMChat:
         self.processor = processor
         self.max_frames = max_frames
         self.fps = fps
-        self.token_budget = token_budget
+        self.token_budget = token_budget  # the default for requests that give none (None: the model config's)
+        if token_budget is not None:
+            self.resolve_token_budget(token_budget)
 
     @classmethod
     def from_pretrained(
@@ -97,6 +155,20 @@ class TrajVLMChat:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
+    def resolve_token_budget(self, token_budget: int | None = None) -> int:
+        """The visual-token cap a request runs with: `token_budget`, else this chat's default, else the model
+        config's. ValueError naming the value unless it is a whole number >= 1.
+
+        The trajtok connector keeps at most budget // q trajectories of q tokens each (at least one trajectory,
+        so a budget below q still gives q tokens); the patch connector has a fixed token count and ignores it.
+        """
+        budget = token_budget
+        if budget is None:
+            budget = self.token_budget if self.token_budget is not None else self.model.config.token_budget
+        if isinstance(budget, (bool, np.bool_)) or not isinstance(budget, (int, np.integer)) or budget < 1:
+            raise ValueError(f"token_budget must be a whole number >= 1 (or None for the default), got {budget!r}")
+        return int(budget)
+
     # ---- video ---------------------------------------------------------------------------------------------
     def _load(self, video) -> tuple[np.ndarray, np.ndarray, float]:
         """path | VideoClip | (T,H,W,3) uint8 -> frames, timestamps, decode seconds."""
@@ -112,7 +184,7 @@ class TrajVLMChat:
             stamps = np.arange(len(frames), dtype=np.float64)
         return frames, stamps, time.perf_counter() - t0
 
-    def _encode(self, video) -> tuple[VideoEncoding, VideoTokens]:
+    def _encode(self, video, token_budget: int) -> tuple[VideoEncoding, VideoTokens]:
         frames, stamps, decode_s = self._load(video)
         t0 = time.perf_counter()
         vp = self.processor.video_processor
@@ -121,7 +193,7 @@ class TrajVLMChat:
         step = max(1, vp.chunk_frames)
         pixel_chunks = (vp(frames[i : i + step]) for i in range(0, len(frames), step))  # (t,3,S,S), lazily
         with torch.no_grad():
-            enc = self.model.encode_video_chunks(pixel_chunks, token_budget=self.token_budget)
+            enc = self.model.encode_video_chunks(pixel_chunks, token_budget=token_budget)
         encode_s = time.perf_counter() - t0
         cfg = self.model.config
         tt = enc.trajtok
@@ -154,9 +226,9 @@ class TrajVLMChat:
         )
         return enc, vt
 
-    def tokenize_video(self, video) -> VideoTokens:
+    def tokenize_video(self, video, *, token_budget: int | None = None) -> VideoTokens:
         """Trajectories, boxes, hard ids and token counts of one video (no LLM call)."""
-        return self._encode(video)[1]
+        return self._encode(video, self.resolve_token_budget(token_budget))[1]
 
     # ---- prompting -----------------------------------------------------------------------------------------
     def _conversation(self, question: str, history: Sequence[tuple[str, str]], has_video: bool) -> list[dict]:
@@ -169,10 +241,11 @@ class TrajVLMChat:
             turns[0] = {"from": "human", "value": f"{vt}\n{turns[0]['value']}"}
         return turns
 
-    def _prepare(self, video, question, history):
+    def _prepare(self, video, question, history, token_budget):
+        budget = self.resolve_token_budget(token_budget)  # checked before any decoding, video or not
         enc = vt = None
         if video is not None:
-            enc, vt = self._encode(video)
+            enc, vt = self._encode(video, budget)
         conv = self._conversation(question, history, video is not None)
         tok = self.processor.tokenize_conversation(conv, num_videos=int(video is not None), add_generation_prompt=True)
         ids = torch.tensor([tok.input_ids], device=self.device)
@@ -205,27 +278,16 @@ class TrajVLMChat:
             video_tokens=vt,
         )
 
-    def ask(
-        self,
-        video,
-        question: str,
-        history: Sequence[tuple[str, str]] = (),
-        *,
-        max_new_tokens: int = 128,
-        do_sample: bool = False,
-        temperature: float = 1.0,
-        top_p: float = 1.0,
-    ) -> ChatResponse:
-        """Answer `question` about `video` (a path, VideoClip, (T,H,W,3) uint8 frames, or None for text only)."""
-        spliced, vt = self._prepare(video, question, history)
-        t0 = time.perf_counter()
-        out = self.model.generate(
-            inputs_embeds=spliced.inputs_embeds,
-            attention_mask=spliced.attention_mask,
-            **self._gen_kwargs(max_new_tokens, do_sample, temperature, top_p),
-        )
-        text = self.processor.decode(out[0], skip_special_tokens=True).strip()
-        return self._response(text, vt, time.perf_counter() - t0)
+    def ask(self, video, question: str, history: Sequence[tuple[str, str]] = (), **options) -> ChatResponse:
+        """Answer `question` about `video` (a path, VideoClip, (T,H,W,3) uint8 frames, or None for text only).
+
+        `options`: the keyword options of `ask_stream` (max_new_tokens, do_sample, temperature, top_p,
+        token_budget). The same generation as `ask_stream`, returning only its final ChatResponse.
+        """
+        for delta in self.ask_stream(video, question, history, **options):
+            if delta.response is not None:
+                return delta.response
+        raise RuntimeError("ask_stream ended without a final ChatResponse")  # unreachable: it always ends with one
 
     def ask_stream(
         self,
@@ -237,12 +299,18 @@ class TrajVLMChat:
         do_sample: bool = False,
         temperature: float = 1.0,
         top_p: float = 1.0,
+        token_budget: int | None = None,
     ) -> Iterator[ChatDelta]:
-        """Like ask, yielding text pieces as they are generated (generation runs in a thread)."""
-        from transformers import TextIteratorStreamer
+        """Answer `question` about `video` (a path, VideoClip, (T,H,W,3) uint8 frames, or None for text only),
+        yielding the answer token by token as it is generated (generation runs in a thread).
 
-        spliced, vt = self._prepare(video, question, history)
-        streamer = TextIteratorStreamer(self.processor.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        Each delta is what the latest token(s) added to the decoded answer (see IncrementalDecoder); the pieces
+        concatenate to the final ChatResponse's text, carried by the last delta (text ""). `token_budget` caps
+        the visual tokens of this request (None: the chat's default, else the model's; ValueError if bad).
+        """
+        spliced, vt = self._prepare(video, question, history, token_budget)
+        streamer = _TokenQueue()
+        text = IncrementalDecoder(self._decode)
         result: dict = {}
 
         def run():
@@ -252,28 +320,37 @@ class TrajVLMChat:
                     attention_mask=spliced.attention_mask,
                     streamer=streamer,
                     **self._gen_kwargs(max_new_tokens, do_sample, temperature, top_p),
-                )
+                )  # (1,new)
             except BaseException as e:  # re-raised in the caller's thread below
                 result["error"] = e
-                streamer.end()
+            finally:
+                streamer.end()  # generate ends it too; one more end marker is never read
 
         t0 = time.perf_counter()
         thread = threading.Thread(target=run, name="trajvlm-generate", daemon=True)
         thread.start()
-        for piece in streamer:
+        for ids in iter(streamer.queue.get, None):
+            piece = text.push(ids)
             if piece:
                 yield ChatDelta(piece)
         thread.join()
         if "error" in result:
             raise result["error"]
-        text = self.processor.decode(result["ids"][0], skip_special_tokens=True).strip()
-        yield ChatDelta("", self._response(text, vt, time.perf_counter() - t0))
+        piece = text.finish()
+        if piece:
+            yield ChatDelta(piece)
+        answer = self._decode(result["ids"][0].tolist()).strip()
+        yield ChatDelta("", self._response(answer, vt, time.perf_counter() - t0))
+
+    def _decode(self, ids: list[int]) -> str:
+        return self.processor.decode(ids, skip_special_tokens=True)
 
     # ---- scoring -------------------------------------------------------------------------------------------
-    def score(self, video, context: str, continuation: str) -> tuple[float, bool]:
+    def score(self, video, context: str, continuation: str, *, token_budget: int | None = None) -> tuple[float, bool]:
         """log p(continuation | video, context) summed over the continuation's tokens, and whether greedy
         decoding would produce exactly those tokens (lmms-eval loglikelihood)."""
-        enc = self._encode(video)[0] if video is not None else None
+        budget = self.resolve_token_budget(token_budget)
+        enc = self._encode(video, budget)[0] if video is not None else None
         conv = self._conversation(context, (), video is not None)
         conv.append({"from": "gpt", "value": continuation})
         tok = self.processor.tokenize_conversation(

@@ -15,7 +15,6 @@ Bad requests raise `DemoInputError` (message meant for the user); unreadable vid
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from collections.abc import Iterator, Sequence
@@ -262,33 +261,16 @@ def tokenized_from_video_tokens(video_tokens, prepared: PreparedVideo, encode_s:
     )
 
 
-def with_budget(chat, token_budget: int | None):
-    """`chat` with its token budget set to `token_budget` (None: unchanged), without touching the shared object.
-
-    TrajVLMChat keeps the budget as an attribute; a shallow copy shares the model and processor, so concurrent
-    requests with different budgets do not race.
-    """
-    if token_budget is None or getattr(chat, "token_budget", None) == token_budget:
-        return chat
-    view = copy.copy(chat)
-    view.token_budget = int(token_budget)
-    return view
-
-
-def effective_budget(chat, token_budget: int | None) -> int | None:
-    """The visual-token cap in force: the request's, else the chat's, else the model config's."""
-    if token_budget is not None:
-        return int(token_budget)
-    if getattr(chat, "token_budget", None) is not None:
-        return int(chat.token_budget)
-    budget = getattr(getattr(getattr(chat, "model", None), "config", None), "token_budget", None)
-    return int(budget) if isinstance(budget, int) else None
+def effective_budget(chat, token_budget: int | None) -> int:
+    """The visual-token cap in force for a request: TrajVLMChat's resolution (the request's, else the chat's
+    default, else the model config's)."""
+    return chat.resolve_token_budget(token_budget)
 
 
 def tokenize_prepared(chat, prepared: PreparedVideo, *, token_budget: int | None, settings: DemoSettings) -> TokenizedVideo:
     """Run TrajTok on the prepared frames (no LLM) and draw the overlays."""
     t0 = time.perf_counter()
-    video_tokens = with_budget(chat, token_budget).tokenize_video(prepared.clip)
+    video_tokens = chat.tokenize_video(prepared.clip, token_budget=token_budget)
     return tokenized_from_video_tokens(video_tokens, prepared, time.perf_counter() - t0, settings)
 
 
@@ -318,8 +300,8 @@ def stream_answer(
     """Stream the answer to `question` about the prepared video (`history`: earlier (question, answer) turns)."""
     yield Progress("generate", 0, 1, f"Tokenizing {prepared.num_frames} frames and generating…")
     text, response = "", None
-    chat = with_budget(chat, token_budget)
-    for delta in chat.ask_stream(prepared.clip, question, list(history), max_new_tokens=settings.max_new_tokens):
+    for delta in chat.ask_stream(prepared.clip, question, list(history), max_new_tokens=settings.max_new_tokens,
+                                 token_budget=token_budget):
         piece = delta.text or ""
         if piece:
             text += piece
