@@ -21,11 +21,16 @@ from transformers import AutoModelForCausalLM, GenerationMixin, PreTrainedModel
 from transformers.utils import ModelOutput
 
 from ..trajtok import TrajTok, TrajTokOutput, segmentation_loss
+from ..trajtok.segmenter import upgrade_legacy_state_dict
 from ..vision.hf_tower import VisionTower
 from .configuration_trajvlm import TrajVLMConfig
 from .patch_connector import PatchConnector, patch_token_count
 from .processing_trajvlm import IGNORE_INDEX, NoSupervisedTokensError, VideoPlaceholderError
 from .projector import Projector
+
+
+class MissingWeightsError(ValueError):
+    """A checkpoint lacks weights of the model (or loading left tensors on the meta device). Names keys + folder."""
 
 
 @dataclass
@@ -510,6 +515,55 @@ class TrajVLMForConditionalGeneration(TrajVLMPreTrainedModel, GenerationMixin):
             kwargs["generation_config"] = gen_config
         return self.language_model.generate(inputs_embeds=inputs_embeds, attention_mask=attention_mask, **kwargs)
 
+    # ---- loading -------------------------------------------------------------------------------------------
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, allow_missing_weights: bool = False, **kwargs):
+        """transformers' from_pretrained, strict about missing weights.
+
+        A checkpoint that lacks any weight of the model raises :class:`MissingWeightsError` naming the keys and the
+        folder. ``allow_missing_weights=True`` initialises them instead (connector/projector: their module's
+        default init; sub-models: their own init). Either way no tensor may be left on the meta device.
+        Old checkpoints with a 0-dim ``connector.segmenter.log_logit_scale`` load (reshaped to (1,)).
+        """
+        want_info = kwargs.pop("output_loading_info", False)
+        model, info = super().from_pretrained(
+            pretrained_model_name_or_path, *model_args, output_loading_info=True, **kwargs
+        )
+        where = f"{cls.__name__}.from_pretrained({str(pretrained_model_name_or_path)!r})"
+        missing = sorted(info["missing_keys"])
+        if missing and not allow_missing_weights:
+            raise MissingWeightsError(
+                f"{where}: the checkpoint lacks {len(missing)} weight(s) of the model: {_short_list(missing)} "
+                "(pass allow_missing_weights=True to initialise them randomly)"
+            )
+        on_meta = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
+        if on_meta:
+            raise MissingWeightsError(
+                f"{where}: loading left {len(on_meta)} tensor(s) on the meta device: {_short_list(on_meta)}"
+            )
+        return (model, info) if want_info else model
+
+    @staticmethod
+    def _load_pretrained_model(model, state_dict, checkpoint_files, load_config, expected_keys=None):
+        # The constructor flags connector/projector parameters as initialised (from_parts keeps their init). In
+        # from_pretrained (expected_keys None; a PEFT adapter load passes them) nothing is loaded yet: clear the flags
+        # of the not-yet-loaded (meta / ZeRO-3 partitioned) parameters, so a weight the checkpoint lacks counts as
+        # missing and is initialised (or reported) instead of being dropped from missing_keys and left on meta.
+        if expected_keys is None:
+            for p in model.parameters():
+                if (p.is_meta or hasattr(p, "ds_id")) and getattr(p, "_is_hf_initialized", False):
+                    p._is_hf_initialized = False
+        if state_dict is None and checkpoint_files and _has_legacy_scalars(checkpoint_files):
+            from safetensors.torch import load_file
+
+            state_dict = {}
+            for f in checkpoint_files:
+                state_dict.update(load_file(f))
+        if state_dict is not None:
+            state_dict = dict(state_dict)
+            upgrade_legacy_state_dict(state_dict)
+        return PreTrainedModel._load_pretrained_model(model, state_dict, checkpoint_files, load_config, expected_keys)
+
     # ---- construction from parts (stage 1) ----------------------------------------------------------------
     @classmethod
     def from_parts(cls, vision, llm=None, **kwargs):
@@ -520,6 +574,24 @@ class TrajVLMForConditionalGeneration(TrajVLMPreTrainedModel, GenerationMixin):
         from .build import from_parts
 
         return from_parts(vision, llm, **kwargs)
+
+
+def _short_list(keys: Sequence[str], limit: int = 10) -> str:
+    return ", ".join(keys[:limit]) + (f", ... ({len(keys) - limit} more)" if len(keys) > limit else "")
+
+
+def _has_legacy_scalars(checkpoint_files: Sequence[str]) -> bool:
+    """Whether a safetensors checkpoint holds a 0-dim ``...log_logit_scale`` (read from the header only)."""
+    from safetensors import safe_open
+
+    for path in checkpoint_files:
+        if not str(path).endswith(".safetensors"):
+            continue
+        with safe_open(path, framework="pt") as f:
+            for key in f.keys():
+                if key.endswith(".log_logit_scale") and len(f.get_slice(key).get_shape()) == 0:
+                    return True
+    return False
 
 
 def _rechunk(chunks: Iterable[torch.Tensor], size: int) -> Iterator[torch.Tensor]:

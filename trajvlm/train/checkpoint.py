@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from trajvlm.train.stages import connector_named_parameters
+from trajvlm.trajtok.segmenter import upgrade_legacy_state_dict
 
 CONNECTOR_FILE = "connector.safetensors"
 _CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
@@ -77,6 +78,7 @@ def load_connector(model: nn.Module, path: str) -> list[str]:
     if not os.path.isfile(path):
         raise CheckpointError(f"connector checkpoint not found: {path}")
     state = load_file(path)
+    upgrade_legacy_state_dict(state)  # connector files from before log_logit_scale became (1,)
     named = dict(connector_named_parameters(model))
     missing = sorted(set(named) - set(state))
     unexpected = sorted(set(state) - set(named))

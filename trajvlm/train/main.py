@@ -77,9 +77,6 @@ def parse_args(argv: list[str] | None, stage: str):
     argv = prepare_argv(argv, stage)
     if _has_flag(argv, "--deepspeed"):
         skip_deepspeed_shm_build()
-        from trajvlm.train import ds_compat
-
-        ds_compat.apply_all()
     parser = HfArgumentParser((ModelArguments, DataArguments, TrajVLMTrainingArguments))
     model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
     check_args(model_args, data_args, training_args)
@@ -210,6 +207,9 @@ def init_trajtok_from(model, path: str) -> None:
         state = {f"connector.{k}": v for k, v in load_file(os.path.join(path, WEIGHTS_NAME)).items()}
     else:
         state = load_file(path)
+    from trajvlm.trajtok.segmenter import upgrade_legacy_state_dict
+
+    upgrade_legacy_state_dict(state)  # checkpoints from before log_logit_scale became (1,)
     own = base.state_dict()
     unknown = sorted(k for k in state if k not in own)
     if unknown:

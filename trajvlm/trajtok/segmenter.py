@@ -2,7 +2,7 @@
 
 features (B,t,h,w,C) --in_proj + refine--> pixels (B,t,h,w,D) (+ (t,h,w) position code)
 queries (K,D) --[cross-attn to all t*h*w pixels, self-attn, MLP] x depth--> (B,K,D)
-logits (B,t,h,w,K) = scale * cos(pixel_embed, query_embed), scale = exp(learnable log-temperature).
+logits (B,t,h,w,K) = scale * cos(pixel_embed, query_embed), scale = exp(learnable log-temperature, shape (1,)).
 
 Softmax over K = soft masks; argmax = hard slot ids. A query index is the same trajectory in every frame of
 the chunk, so tracking inside a chunk is implicit.
@@ -11,21 +11,44 @@ the chunk, so tracking inside a chunk is implicit.
 from __future__ import annotations
 
 import math
+from collections.abc import MutableMapping
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from transformers.utils import ModelOutput
 
 from .config import TrajTokConfig
 from .layers import MLP, Attention
 from .rope import grid_coords, sinusoid_features
 
 
+# Parameters that older checkpoints stored 0-dim. They are (1,) now: DeepSpeed (ZeRO-3 partitioning, the engine's
+# broadcast) views every parameter as bytes, which a 0-dim tensor cannot do.
+_LEGACY_SCALAR_PARAMS = ("log_logit_scale",)
+
+
+def upgrade_legacy_state_dict(state: MutableMapping[str, torch.Tensor]) -> list[str]:
+    """Reshape 0-dim legacy scalars (``...log_logit_scale``) of a state dict to (1,), in place.
+
+    Works on any key prefix (a TrajTok, a TrajVLM or a connector state dict). Returns the reshaped keys.
+    """
+    changed = []
+    for key, value in state.items():
+        if key.rpartition(".")[2] in _LEGACY_SCALAR_PARAMS and isinstance(value, torch.Tensor) and value.dim() == 0:
+            changed.append(key)
+    for key in changed:
+        state[key] = state[key].reshape(1)
+    return changed
+
+
 @dataclass
-class SegmenterOutput:
-    logits: torch.Tensor  # (B,t,h,w,K)
-    query_embeds: torch.Tensor  # (B,K,D) L2-normalised query embeddings (used for cross-chunk linking)
+class SegmenterOutput(ModelOutput):
+    """A ModelOutput (a dict as well as a dataclass), so DeepSpeed ZeRO-3's backward hooks reach its tensors."""
+
+    logits: torch.Tensor | None = None  # (B,t,h,w,K)
+    query_embeds: torch.Tensor | None = None  # (B,K,D) L2-normalised query embeddings (used for cross-chunk linking)
 
 
 class _RefineBlock(nn.Module):
@@ -77,7 +100,8 @@ class TrajSegmenter(nn.Module):
         self.pixel_embed = MLP(D, hidden)
         self.query_norm = nn.LayerNorm(D)
         self.query_embed = nn.Linear(D, D)
-        self.log_logit_scale = nn.Parameter(torch.tensor(math.log(config.init_logit_scale)))
+        self.log_logit_scale = nn.Parameter(torch.full((1,), math.log(config.init_logit_scale)))  # (1,)
+        self.register_load_state_dict_pre_hook(_upgrade_legacy_keys)
 
     def forward(self, features: torch.Tensor) -> SegmenterOutput:
         """features (B,t,h,w,C) -> SegmenterOutput(logits (B,t,h,w,K), query_embeds (B,K,D))."""
@@ -93,6 +117,13 @@ class TrajSegmenter(nn.Module):
             q = blk(q, pixels)
         pe = F.normalize(self.pixel_embed(self.pixel_norm(x)), dim=-1)  # (B,t,h,w,D)
         qe = F.normalize(self.query_embed(self.query_norm(q)), dim=-1)  # (B,K,D)
-        scale = self.log_logit_scale.clamp(max=math.log(100.0)).exp()
+        scale = self.log_logit_scale.clamp(max=math.log(100.0)).exp()  # (1,)
         logits = scale * torch.einsum("bthwd,bkd->bthwk", pe, qe)  # (B,t,h,w,K)
         return SegmenterOutput(logits=logits, query_embeds=qe)
+
+
+def _upgrade_legacy_keys(module, state_dict, prefix, *args) -> None:
+    """load_state_dict pre-hook of TrajSegmenter: a 0-dim ``log_logit_scale`` of an old checkpoint -> (1,)."""
+    own = {prefix + name: state_dict[prefix + name] for name in _LEGACY_SCALAR_PARAMS if prefix + name in state_dict}
+    for key in upgrade_legacy_state_dict(own):
+        state_dict[key] = own[key]
