@@ -21,6 +21,8 @@ from transformers import AutoModelForCausalLM, GenerationMixin, PreTrainedModel
 from transformers.utils import ModelOutput
 
 from ..trajtok import TrajTok, TrajTokOutput, segmentation_loss
+from ..trajtok.cache import TrackCache, pixel_key
+from ..trajtok.tracks import TrackSet
 from ..trajtok.segmenter import upgrade_legacy_state_dict
 from ..vision.hf_tower import VisionTower
 from .configuration_trajvlm import TrajVLMConfig
@@ -216,10 +218,12 @@ class TrajVLMForConditionalGeneration(TrajVLMPreTrainedModel, GenerationMixin):
             frames = torch.stack([videos[i] for i in idx]).to(device=param.device, dtype=param.dtype)  # (B,T,3,S,S)
             if cfg.connector == "trajtok":
                 q = cfg.trajtok_config.tokens_per_trajectory
-                chunks = self._feature_chunks(frames, cfg.trajtok_config.frames_per_chunk)
-                out = self.connector.tokenize_chunks(
-                    chunks, fixed_k=fixed_k, max_trajectories=max(1, budget // q), keep_maps=keep_maps
-                )
+                if self.track_cache is not None:
+                    tracks = self._cached_tracks(frames)  # per-cell maps are not kept
+                else:
+                    chunks = self._feature_chunks(frames, cfg.trajtok_config.frames_per_chunk)
+                    tracks = self.connector.track_chunks(chunks, keep_maps=keep_maps)
+                out = self.connector.encode_tracks(tracks, fixed_k=fixed_k, max_trajectories=max(1, budget // q))
                 outs.append((idx, out))
                 tokens = out.tokens  # per video (N_b,q,D)
                 if out.hard_ids is not None:
@@ -236,6 +240,40 @@ class TrajVLMForConditionalGeneration(TrajVLMPreTrainedModel, GenerationMixin):
         patch_counts = [patch_token_count(t, grid[0], grid[1], cfg.patch_pool_stride) for t in num_frames]
         trajtok = _merge_trajtok_outputs(outs, len(videos)) if outs else None
         return VideoEncoding(embeds, trajtok, num_frames, grid, patch_counts)
+
+    # ---- frozen-track cache (training with a frozen vision tower + segmenter) -------------------------------------
+    track_cache: TrackCache | None = None
+
+    def enable_track_cache(self, max_videos: int = 20000) -> TrackCache:
+        """Cache TrajTok's tracks per video (keyed by pixels) so later epochs skip the vision tower and segmenter.
+
+        Only valid while both are frozen (their outputs are then a fixed function of the frames): raises
+        ValueError otherwise. Cached encodings carry no per-cell maps, so no segmentation loss can be computed
+        from them. ``disable_track_cache()`` drops it.
+        """
+        if self.config.connector != "trajtok":
+            raise ValueError("enable_track_cache: only the trajtok connector has tracks to cache")
+        trainable = [n for n, p in self.named_parameters()
+                     if p.requires_grad and (n.startswith("vision_tower.") or n.startswith("connector.segmenter."))]
+        if trainable:
+            raise ValueError(f"enable_track_cache: the vision tower and segmenter must be frozen; trainable: {trainable[:3]}")
+        self.track_cache = TrackCache(max_videos)
+        return self.track_cache
+
+    def disable_track_cache(self) -> None:
+        self.track_cache = None
+
+    @torch.no_grad()
+    def _cached_tracks(self, frames: torch.Tensor) -> TrackSet:
+        """frames (B,T,3,S,S) -> TrackSet of the B videos; only cache misses run the vision tower + segmenter."""
+        keys = [pixel_key(f) for f in frames]
+        found = {k: self.track_cache.get(k) for k in dict.fromkeys(keys)}
+        missing = [i for i, k in enumerate(keys) if found[k] is None and keys.index(k) == i]
+        if missing:
+            chunks = self._feature_chunks(frames[missing], self.config.trajtok_config.frames_per_chunk)
+            for i, tracks in zip(missing, self.connector.track_chunks(chunks, keep_maps=False).split()):
+                found[keys[i]] = self.track_cache.put(keys[i], tracks)
+        return TrackSet.cat([found[k] for k in keys])
 
     def encode_video_chunks(
         self,

@@ -21,6 +21,7 @@ from .config import TrajTokConfig
 from .encoder import TrajEncoder
 from .linking import ChunkStats, TrackBank, assemble_tracks, chunk_stats
 from .segmenter import TrajSegmenter
+from .tracks import TrackSet
 
 WEIGHTS_NAME = "trajtok.safetensors"
 
@@ -101,6 +102,13 @@ class TrajTok(nn.Module):
         Only per-frame per-slot summaries are kept between chunks (memory O(T*K*C), not O(T*h*w*C)); with
         keep_maps=False the per-cell maps (hard_ids, assignment_logits) are not kept either (returned None).
         """
+        self._selection(fixed_k, max_trajectories)  # bad arguments fail before any work
+        return self.encode_tracks(
+            self.track_chunks(chunks, keep_maps=keep_maps), fixed_k=fixed_k, max_trajectories=max_trajectories
+        )
+
+    def _selection(self, fixed_k: bool | None, max_trajectories: int | None) -> tuple[bool, int]:
+        """-> (fixed_k, cap) with the config's defaults filled in; TrajTokInputError for bad values."""
         cfg = self.config
         fixed_k = cfg.fixed_k if fixed_k is None else fixed_k
         if not isinstance(fixed_k, bool):
@@ -110,7 +118,16 @@ class TrajTok(nn.Module):
             cap = cfg.num_queries
         if isinstance(cap, bool) or not isinstance(cap, int) or cap < 1:
             raise TrajTokInputError(f"TrajTok: max_trajectories must be an int >= 1, got {cap!r}")
+        return fixed_k, cap
 
+    def track_chunks(self, chunks: Iterable[torch.Tensor], *, keep_maps: bool = True) -> TrackSet:
+        """The segmentation half of TrajTok: feature chunks (B,t,h,w,C) -> linked trajectories (TrackSet).
+
+        Segmenter pass per chunk, per-frame slot summaries, cross-chunk linking. Nothing here depends on the
+        trajectory encoder, so when the segmenter (and the vision tower) are frozen the result for a video is a
+        fixed function of its frames and can be cached (``TrajVLMForConditionalGeneration.enable_track_cache``).
+        """
+        cfg = self.config
         banks: list[TrackBank] | None = None
         stats: list[ChunkStats] = []
         logits_maps, id_maps = [], []
@@ -139,16 +156,27 @@ class TrajTok(nn.Module):
                 stats.append(st)
         if shape0 is None:
             raise TrajTokInputError("TrajTok.tokenize_chunks: got no chunks")
-        B, h, w = shape0
-
+        _, h, w = shape0
         ids, pooled, mass, area, boxes, counts = assemble_tracks(banks, stats)
-        T = pooled.shape[1]
-        tokens = self.encoder(pooled, mass, area, boxes, grid_cells=h * w)  # (R,q,D)
+        return TrackSet(
+            ids=ids, pooled=pooled, mass=mass, area=area, boxes=boxes, counts=counts, grid=(h, w),
+            hard_ids=torch.cat(id_maps, dim=1) if keep_maps else None,
+            assignment_logits=torch.cat(logits_maps, dim=1) if keep_maps else None,
+        )
+
+    def encode_tracks(
+        self, tracks: TrackSet, *, fixed_k: bool | None = None, max_trajectories: int | None = None
+    ) -> TrajTokOutput:
+        """The encoding half of TrajTok: TrackSet -> trajectory tokens + selection per video (TrajTokOutput)."""
+        fixed_k, cap = self._selection(fixed_k, max_trajectories)
+        ids, area, boxes, counts = tracks.ids, tracks.area, tracks.boxes, tracks.counts
+        T = tracks.pooled.shape[1]
+        h, w = tracks.grid
+        tokens = self.encoder(tracks.pooled, tracks.mass, area, boxes, grid_cells=h * w)  # (R,q,D)
 
         out_tokens, out_ids, out_boxes, out_presence, out_areas = [], [], [], [], []
         start = 0
-        for b in range(B):
-            n = counts[b]
+        for b, n in enumerate(counts):
             rows = torch.arange(start, start + n, device=tokens.device)
             start += n
             a = area[rows].detach().sum(1)  # (n,)
@@ -165,8 +193,8 @@ class TrajTok(nn.Module):
             trajectory_ids=out_ids,
             boxes=out_boxes,
             presence=out_presence,
-            hard_ids=torch.cat(id_maps, dim=1) if keep_maps else None,
-            assignment_logits=torch.cat(logits_maps, dim=1) if keep_maps else None,
+            hard_ids=tracks.hard_ids,
+            assignment_logits=tracks.assignment_logits,
             areas=out_areas,
             num_frames=T,
         )

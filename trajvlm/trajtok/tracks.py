@@ -1,0 +1,83 @@
+"""TrackSet: linked trajectories of a batch of videos, between TrajTok's segmentation half and its encoder.
+
+Rows are the trajectories of all videos concatenated (video b owns `counts[b]` consecutive rows). A TrackSet
+splits into one per video and concatenates back, so per-video results can be cached and re-batched.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class TrackSet:
+    ids: list[torch.Tensor]  # per video (N_b,) long global trajectory ids
+    pooled: torch.Tensor  # (R,T,C) mask-pooled backbone features per frame, R = sum N_b
+    mass: torch.Tensor  # (R,T) soft*hard mask mass
+    area: torch.Tensor  # (R,T) hard-assigned cells
+    boxes: torch.Tensor  # (R,T,4) (x0,y0,x1,y1) in [0,1], zeros where absent
+    counts: list[int]  # [N_b]
+    grid: tuple[int, int]  # (h,w) feature grid
+    hard_ids: torch.Tensor | None = None  # (B,T,h,w) long, None when maps were not kept
+    assignment_logits: torch.Tensor | None = None  # (B,T,h,w,K)
+
+    @property
+    def num_videos(self) -> int:
+        return len(self.counts)
+
+    def split(self) -> list[TrackSet]:
+        """One TrackSet per video (tensors are views; per-cell maps sliced along the batch)."""
+        out, start = [], 0
+        for b, n in enumerate(self.counts):
+            rows = slice(start, start + n)
+            start += n
+            out.append(
+                TrackSet(
+                    ids=[self.ids[b]],
+                    pooled=self.pooled[rows],
+                    mass=self.mass[rows],
+                    area=self.area[rows],
+                    boxes=self.boxes[rows],
+                    counts=[n],
+                    grid=self.grid,
+                    hard_ids=None if self.hard_ids is None else self.hard_ids[b : b + 1],
+                    assignment_logits=None if self.assignment_logits is None else self.assignment_logits[b : b + 1],
+                )
+            )
+        return out
+
+    def detached(self) -> TrackSet:
+        """A copy without autograd history and without per-cell maps (what a cache keeps)."""
+        return TrackSet(
+            ids=[i.clone() for i in self.ids],
+            pooled=self.pooled.detach().clone(),
+            mass=self.mass.detach().clone(),
+            area=self.area.detach().clone(),
+            boxes=self.boxes.detach().clone(),
+            counts=list(self.counts),
+            grid=self.grid,
+        )
+
+    @staticmethod
+    def cat(sets: list[TrackSet]) -> TrackSet:
+        """Concatenate TrackSets of videos with the same number of frames and grid (maps kept only if all have them)."""
+        if not sets:
+            raise ValueError("TrackSet.cat got no track sets")
+        frames = {s.pooled.shape[1] for s in sets}
+        grids = {s.grid for s in sets}
+        if len(frames) != 1 or len(grids) != 1:
+            raise ValueError(f"TrackSet.cat: videos differ in frames {sorted(frames)} or grid {sorted(grids)}")
+        maps = all(s.hard_ids is not None for s in sets)
+        return TrackSet(
+            ids=[i for s in sets for i in s.ids],
+            pooled=torch.cat([s.pooled for s in sets]),
+            mass=torch.cat([s.mass for s in sets]),
+            area=torch.cat([s.area for s in sets]),
+            boxes=torch.cat([s.boxes for s in sets]),
+            counts=[n for s in sets for n in s.counts],
+            grid=sets[0].grid,
+            hard_ids=torch.cat([s.hard_ids for s in sets]) if maps else None,
+            assignment_logits=torch.cat([s.assignment_logits for s in sets]) if maps else None,
+        )
