@@ -162,3 +162,28 @@ def test_shipped_configs_have_no_optimizer_blocks():
             assert cfg["zero_optimization"]["stage3_gather_16bit_weights_on_model_save"] is True
     with open(os.path.join(root, "zero3_offload.json")) as f:
         assert json.load(f)["zero_force_ds_cpu_optimizer"] is False
+
+
+def test_freeze_segmenter_and_track_cache_switch(tiny):
+    from trajvlm.train.arguments import ModelArguments
+    from trajvlm.train.main import maybe_enable_track_cache
+
+    model, _ = tiny
+    counts = apply_stage(model, "finetune", freeze_segmenter=True)
+    assert not any(p.requires_grad for p in model.connector.segmenter.parameters())
+    assert all(p.requires_grad for p in model.connector.encoder.parameters())
+    assert counts["connector"] == sum(p.numel() for p in model.connector.encoder.parameters()) + sum(
+        p.numel() for p in model.projector.parameters()
+    )
+    on = types.SimpleNamespace(seg_loss_weight=0.0)
+    try:
+        assert maybe_enable_track_cache(model, ModelArguments(), on) and model.track_cache is not None
+        model.disable_track_cache()
+        # a segmentation loss needs per-cell maps; a trainable segmenter makes cached tracks stale
+        assert not maybe_enable_track_cache(model, ModelArguments(), types.SimpleNamespace(seg_loss_weight=0.5))
+        assert not maybe_enable_track_cache(model, ModelArguments(cache_frozen_tracks=False), on)
+        apply_stage(model, "finetune")
+        assert not maybe_enable_track_cache(model, ModelArguments(), on) and model.track_cache is None
+    finally:
+        model.disable_track_cache()
+        apply_stage(model, "pretrain")

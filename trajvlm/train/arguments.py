@@ -52,6 +52,17 @@ class ModelArguments:
     )
     tune_vision_tower: bool = field(default=False, metadata={"help": "Train the vision tower too."})
     freeze_connector: bool = field(default=False, metadata={"help": "Stage 2: keep TrajTok + projector frozen."})
+    freeze_segmenter: bool = field(
+        default=False,
+        metadata={"help": "Keep TrajTok's segmenter frozen (e.g. pretrained by scripts/train_segmenter.py); the "
+                  "trajectory encoder and projector still train."},
+    )
+    cache_frozen_tracks: bool = field(
+        default=True,
+        metadata={"help": "When the vision tower and the segmenter are both frozen and no segmentation loss is "
+                  "used, cache each video's trajectories after the first epoch (skips tower + segmenter)."},
+    )
+    track_cache_size: int = field(default=20000, metadata={"help": "Videos kept in the track cache (LRU)."})
     lora_enable: bool = field(default=False, metadata={"help": "Stage 2: train the LLM through LoRA adapters."})
     lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
     lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha."})

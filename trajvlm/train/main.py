@@ -236,6 +236,7 @@ def configure_stage(model, model_args: ModelArguments, training_args: TrajVLMTra
         training_args.stage,
         tune_vision_tower=model_args.tune_vision_tower,
         freeze_connector=model_args.freeze_connector,
+        freeze_segmenter=model_args.freeze_segmenter,
         lora=model_args.lora_enable,
     )
     if model_args.lora_enable:
@@ -252,7 +253,27 @@ def configure_stage(model, model_args: ModelArguments, training_args: TrajVLMTra
         llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         training_args.gradient_checkpointing = False
     logger.info("stage %s: trainable parameters per part %s", training_args.stage, counts)
+    maybe_enable_track_cache(model, model_args, training_args)
     return model
+
+
+def maybe_enable_track_cache(model, model_args: ModelArguments, training_args: TrajVLMTrainingArguments) -> bool:
+    """Turn on the frozen-track cache when it cannot change the result: trajtok connector, vision tower and
+    segmenter frozen, no segmentation loss. Returns whether it is on."""
+    base = unwrap_model(model)
+    if not model_args.cache_frozen_tracks or getattr(base.config, "connector", None) != "trajtok":
+        return False
+    if training_args.seg_loss_weight > 0:
+        logger.info("track cache off: the segmentation loss (--seg_loss_weight > 0) needs the per-cell maps")
+        return False
+    frozen = not any(p.requires_grad for n, p in base.named_parameters()
+                     if n.startswith("vision_tower.") or n.startswith("connector.segmenter."))
+    if not frozen:
+        logger.info("track cache off: the vision tower or the segmenter trains")
+        return False
+    base.enable_track_cache(model_args.track_cache_size)
+    logger.info("track cache on (up to %d videos): tower + segmenter run once per video", model_args.track_cache_size)
+    return True
 
 
 # ---- data -----------------------------------------------------------------------------------------------------

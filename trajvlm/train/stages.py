@@ -89,9 +89,12 @@ def apply_stage(
     *,
     tune_vision_tower: bool = False,
     freeze_connector: bool = False,
+    freeze_segmenter: bool = False,
     lora: bool = False,
 ) -> dict[str, int]:
     """Set requires_grad for the stage. Returns the trainable parameter count per part.
+
+    ``freeze_segmenter`` keeps TrajTok's segmenter frozen while the rest of the connector trains.
 
     With ``lora`` the LLM's own weights stay frozen (apply_lora adds the trainable adapters afterwards).
     """
@@ -107,6 +110,11 @@ def apply_stage(
     for part, modules in parts.items():
         for _, module in modules:
             set_trainable(module, train[part])
+    if freeze_segmenter:
+        segmenter = getattr(unwrap_model(model).connector, "segmenter", None)
+        if segmenter is None:
+            raise StageError("--freeze_segmenter: the model's connector has no segmenter (patch connector?)")
+        set_trainable(segmenter, False)
     counts = trainable_counts(model)
     if sum(counts.values()) == 0 and not lora:
         raise StageError(f"stage {stage!r}: nothing to train (every part frozen)")
