@@ -86,6 +86,25 @@ def segmenter_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", type=Path)
 
 
+def accuracy_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", type=Path, required=True, help="the trained TrajVLM folder (TrajTok connector)")
+    p.add_argument("--baseline", type=Path, required=True,
+                   help="the patch baseline folder (patch connector), trained with the same recipe and wall-clock budget")
+    p.add_argument("--data", type=Path, required=True, help="ShapesQA folder (python -m trajvlm.data.synthetic --out)")
+    p.add_argument("--split", choices=("test", "val"), default="test")
+    p.add_argument("--task", choices=("shapesqa", "shapesqa_mc"), default="shapesqa",
+                   help="lmms-eval task: generated letter (shapesqa) or letter log-likelihood (shapesqa_mc)")
+    p.add_argument("--max-frames", type=int, default=16, help="frames per video (the models train on 16)")
+    p.add_argument("--limit", type=int, default=None, help="first N questions only (smoke runs: not comparable)")
+    p.add_argument("--model-train-summary", type=Path, nargs="+", metavar="JSON",
+                   help="train_summary.json of each training stage of --model (wall-clock and steps are summed)")
+    p.add_argument("--baseline-train-summary", type=Path, nargs="+", metavar="JSON",
+                   help="train_summary.json of each training stage of --baseline")
+    p.add_argument("--work", type=Path, help="lmms-eval output folder (logs, results, samples; default: a new temp dir)")
+    p.add_argument("--out", type=Path, help="markdown record")
+    p.add_argument("--json", type=Path, help="raw numbers + per-question records")
+
+
 BENCHMARKS = {
     "efficiency": ("trajvlm.eval.bench.efficiency",
                    "visual tokens + LLM prefill FLOPs at real scale (meta device)", efficiency_args),
@@ -96,6 +115,8 @@ BENCHMARKS = {
     "train": ("trajvlm.eval.bench.train_throughput", "finetuning samples/s, variants alternated", train_args),
     "segmenter": ("trajvlm.eval.bench.segmenter_vs_classical", "TrajTok segmenter vs superpixels + optical flow",
                   segmenter_args),
+    "accuracy": ("trajvlm.eval.bench.accuracy",
+                 "ShapesQA accuracy per category through lmms-eval, TrajVLM vs the patch baseline", accuracy_args),
 }
 
 
