@@ -49,6 +49,9 @@ class TrajTokConfig(PretrainedConfig):
             cosine and spatial continuity, each in [0,1]) is >= link_threshold, otherwise it starts a new track.
         track_memory: at most this many tracks are remembered per video while streaming (None = 4*K);
             beyond that the smallest track that is not live in the current chunk is forgotten.
+        roi_size: P. Each trajectory's summary also gets its box-aligned P x P backbone features (sampled inside
+            its box in every frame it is present in, averaged over time), which keep the object's layout --
+            its shape -- that mask-average pooling loses. 0 = off (configs saved before this field existed).
     """
 
     model_type = "trajtok"
@@ -72,6 +75,7 @@ class TrajTokConfig(PretrainedConfig):
         init_logit_scale: float = 10.0,
         link_threshold: float = 0.75,
         track_memory: int | None = None,
+        roi_size: int = 0,
         **kwargs,
     ):
         unknown = sorted(k for k in kwargs if k not in _HF_KEYS and not k.startswith("_"))
@@ -117,6 +121,7 @@ class TrajTokConfig(PretrainedConfig):
         if track_memory is not None:
             _int_at_least("track_memory", track_memory, num_queries)
         self.track_memory = track_memory
+        self.roi_size = _int_at_least("roi_size", roi_size, 0)
 
     @property
     def effective_track_memory(self) -> int:

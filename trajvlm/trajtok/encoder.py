@@ -6,6 +6,7 @@ dropping a trajectory never changes another one's tokens.
 
   frame tokens  x_t = LN(W_in pooled_t) + W_pos sinusoid(box_t, tau_t)          (R,T,D), tau_t = t/(T-1)
   summary       s   = W_app mean_t(appearance) + MLP(sinusoid(geometry))         (R,D)
+                      [+ W_roi LN(box-aligned P x P features, mean over present frames)]  (shape; roi_size > 0)
                 geometry = first/last time, duration, first/last centre, net displacement, velocity
                 (least squares), mean box size, mean area, empty flag: motion and timing are explicit
   latents       L   = learned (q,D) + s                                          (R,q,D)
@@ -110,6 +111,10 @@ class TrajEncoder(nn.Module):
         self.frame_norm = nn.LayerNorm(D)
         self.summary_app = nn.Linear(D, D)
         self.summary_geo = MLP(NUM_GEOMETRY * (2 * F + 1), hidden, D)
+        P2 = config.roi_size**2
+        if P2:  # box-aligned P x P features -> D (shape); LayerNorm per grid point keeps the scale of any backbone
+            self.roi_norm = nn.LayerNorm(config.feature_dim)
+            self.summary_roi = nn.Linear(P2 * config.feature_dim, D)
         self.latents = nn.Parameter(torch.randn(config.tokens_per_trajectory, D) * 0.02)
         self.null_kv = nn.Parameter(torch.randn(1, 1, D) * 0.02)
         q = config.tokens_per_trajectory
@@ -119,9 +124,16 @@ class TrajEncoder(nn.Module):
         self.out_norm = nn.LayerNorm(D)
 
     def forward(
-        self, pooled: torch.Tensor, mass: torch.Tensor, area: torch.Tensor, boxes: torch.Tensor, grid_cells: int
+        self,
+        pooled: torch.Tensor,
+        mass: torch.Tensor,
+        area: torch.Tensor,
+        boxes: torch.Tensor,
+        grid_cells: int,
+        roi: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """pooled (R,T,C), mass (R,T), area (R,T), boxes (R,T,4), grid_cells = h*w -> tokens (R,q,D)."""
+        """pooled (R,T,C), mass (R,T), area (R,T), boxes (R,T,4), grid_cells = h*w, roi (R,P*P,C) (required when
+        config.roi_size > 0) -> tokens (R,q,D)."""
         R, T, _ = pooled.shape
         cfg = self.config
         dt = pooled.dtype
@@ -135,6 +147,10 @@ class TrajEncoder(nn.Module):
         mean_app = (app * w.unsqueeze(-1)).sum(1) / w.sum(1).clamp_min(1e-6).unsqueeze(-1)  # (R,D)
         geo = trajectory_geometry(area, boxes.detach(), grid_cells)  # (R,G)
         summary = self.summary_app(mean_app) + self.summary_geo(sinusoid_features(geo * 2 - 1, cfg.num_pos_freqs))
+        if cfg.roi_size:
+            if roi is None:
+                raise ValueError("TrajEncoder: config.roi_size > 0 but no roi features were given")
+            summary = summary + self.summary_roi(self.roi_norm(roi).flatten(1))  # (R,D)
 
         q = cfg.tokens_per_trajectory
         lat = self.latents.unsqueeze(0) + summary.unsqueeze(1)  # (R,q,D)

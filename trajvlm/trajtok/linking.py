@@ -27,6 +27,8 @@ class ChunkStats:
     boxes: torch.Tensor  # (B,t,K,4) (x0,y0,x1,y1) in [0,1] of the hard mask; zeros where area == 0
     query_embeds: torch.Tensor  # (B,K,D) normalised query embeddings
     hard_slots: torch.Tensor  # (B,t,h,w) long, argmax slot per cell
+    roi: torch.Tensor | None = None  # (B,K,P*P,C) box-aligned features (P x P grid in each frame's box), chunk mean
+    roi_frames: torch.Tensor | None = None  # (B,K) frames of the chunk the slot is present in (weights of roi)
 
 
 def hard_boxes(onehot: torch.Tensor) -> torch.Tensor:
@@ -45,12 +47,33 @@ def hard_boxes(onehot: torch.Tensor) -> torch.Tensor:
     return torch.where(present, boxes, torch.zeros_like(boxes))
 
 
-def chunk_stats(features: torch.Tensor, logits: torch.Tensor, query_embeds: torch.Tensor) -> ChunkStats:
+def box_features(features: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tensor:
+    """features (B,t,h,w,C), boxes (B,t,K,4) in [0,1] -> (B,t,K,size*size,C): the features bilinearly sampled at
+    a size x size grid of cell centres inside each box (RoIAlign with one sample per bin). Keeps the layout of
+    an object -- its shape -- which mask-average pooling loses."""
+    B, t, h, w, C = features.shape
+    K = boxes.shape[2]
+    centre = (torch.arange(size, device=boxes.device, dtype=boxes.dtype) + 0.5) / size  # (P,)
+    x = boxes[..., 0:1] + (boxes[..., 2:3] - boxes[..., 0:1]) * centre  # (B,t,K,P)
+    y = boxes[..., 1:2] + (boxes[..., 3:4] - boxes[..., 1:2]) * centre  # (B,t,K,P)
+    grid = torch.stack(
+        [x.unsqueeze(-2).expand(B, t, K, size, size), y.unsqueeze(-1).expand(B, t, K, size, size)], dim=-1
+    )  # (B,t,K,P,P,2) (x,y) in [0,1]
+    grid = (grid * 2 - 1).reshape(B * t, K * size, size, 2)
+    fmap = features.reshape(B * t, h, w, C).permute(0, 3, 1, 2)  # (B*t,C,h,w)
+    out = F.grid_sample(fmap, grid.to(fmap.dtype), mode="bilinear", align_corners=False)  # (B*t,C,K*P,P)
+    return out.reshape(B, t, C, K, size * size).permute(0, 1, 3, 4, 2)  # (B,t,K,P*P,C)
+
+
+def chunk_stats(
+    features: torch.Tensor, logits: torch.Tensor, query_embeds: torch.Tensor, roi_size: int = 0
+) -> ChunkStats:
     """features (B,t,h,w,C), logits (B,t,h,w,K), query_embeds (B,K,D) -> ChunkStats.
 
     Pooling weights are soft*hard: the soft mask (softmax over K) restricted to the cells the slot wins, so
     the pooled appearance is not polluted by the soft tail over the background, while gradients still reach
-    the segmenter through the soft mask.
+    the segmenter through the soft mask. With roi_size = P > 0 each slot also gets box-aligned P x P features,
+    averaged over the frames it is present in (``roi``, ``roi_frames``): shape information at O(K*P*P*C) per chunk.
     """
     K = logits.shape[-1]
     soft = logits.softmax(dim=-1)  # (B,t,h,w,K)
@@ -60,13 +83,22 @@ def chunk_stats(features: torch.Tensor, logits: torch.Tensor, query_embeds: torc
     mass = weights.sum(dim=(2, 3))  # (B,t,K)
     pooled = torch.einsum("bthwk,bthwc->btkc", weights, features) / mass.clamp_min(1e-6).unsqueeze(-1)
     area = onehot.sum(dim=(2, 3))  # (B,t,K)
+    boxes = hard_boxes(onehot)  # (B,t,K,4)
+    roi = roi_frames = None
+    if roi_size > 0:
+        present = (area > 0).to(features.dtype)  # (B,t,K)
+        roi_frames = present.sum(1)  # (B,K)
+        per_frame = box_features(features, boxes, roi_size)  # (B,t,K,P*P,C)
+        roi = (per_frame * present[..., None, None]).sum(1) / roi_frames.clamp_min(1)[..., None, None]  # (B,K,P*P,C)
     return ChunkStats(
         pooled=pooled,
         mass=mass,
         area=area,
-        boxes=hard_boxes(onehot),
+        boxes=boxes,
         query_embeds=query_embeds,
         hard_slots=hard_slots,
+        roi=roi,
+        roi_frames=roi_frames,
     )
 
 
@@ -181,23 +213,26 @@ class TrackBank:
 
 def assemble_tracks(
     banks: list[TrackBank], chunks: list[ChunkStats]
-) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, list[int]]:
+) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, list[int], torch.Tensor | None]:
     """Gather per-frame slot summaries of every chunk into per-track sequences over the whole video.
 
     Returns ids (per video (N_b,) long), and, concatenated over videos (sum N_b rows),
-    pooled (R,T,C), mass (R,T), area (R,T), boxes (R,T,4), plus counts [N_b].
+    pooled (R,T,C), mass (R,T), area (R,T), boxes (R,T,4), counts [N_b], and roi (R,P*P,C) -- the box-aligned
+    features averaged over every frame the track is present in -- or None when the chunks carry no roi.
     """
-    ids_out, pooled_rows, mass_rows, area_rows, box_rows, counts = [], [], [], [], [], []
+    with_roi = all(st.roi is not None for st in chunks)
+    ids_out, pooled_rows, mass_rows, area_rows, box_rows, counts, roi_rows = [], [], [], [], [], [], []
     for b, bank in enumerate(banks):
         tids = bank.track_ids()
         pos = {tid: i for i, tid in enumerate(tids)}
         N = len(tids)
-        per_chunk = []
+        per_chunk, slots = [], []
         for c, st in enumerate(chunks):
-            slot_of = torch.full((N,), -1, dtype=torch.long)
+            slot_of = torch.full((N,), -1, dtype=torch.long)  # (N,) slot of each track in chunk c, -1 = absent
             for k, tid in enumerate(bank.slot_to_track[c].tolist()):
                 if tid in pos:
                     slot_of[pos[tid]] = k
+            slots.append(slot_of)
             valid = (slot_of >= 0).to(st.mass.dtype)  # (N,)
             idx = slot_of.clamp_min(0).to(st.mass.device)
             valid = valid.to(st.mass.device)
@@ -209,6 +244,14 @@ def assemble_tracks(
                     st.boxes[b][:, idx].transpose(0, 1) * valid[:, None, None],  # (N,t,4)
                 )
             )
+        if with_roi:
+            roi_sum, roi_n = 0.0, 0.0
+            for st, slot_of in zip(chunks, slots):
+                idx = slot_of.clamp_min(0).to(st.roi.device)
+                n = st.roi_frames[b][idx] * (slot_of >= 0).to(st.roi.device, st.roi.dtype)  # (N,)
+                roi_sum = roi_sum + st.roi[b][idx] * n[:, None, None]  # (N,P*P,C)
+                roi_n = roi_n + n
+            roi_rows.append(roi_sum / torch.as_tensor(roi_n).clamp_min(1)[:, None, None])
         pooled_rows.append(torch.cat([p[0] for p in per_chunk], dim=1))
         mass_rows.append(torch.cat([p[1] for p in per_chunk], dim=1))
         area_rows.append(torch.cat([p[2] for p in per_chunk], dim=1))
@@ -222,4 +265,5 @@ def assemble_tracks(
         torch.cat(area_rows),
         torch.cat(box_rows),
         counts,
+        torch.cat(roi_rows) if with_roi else None,
     )

@@ -146,7 +146,7 @@ class TrajTok(nn.Module):
                 )
             for sub in chunk.split(cfg.frames_per_chunk, dim=1):
                 seg = self.segmenter(sub)
-                st = chunk_stats(sub, seg.logits, seg.query_embeds)
+                st = chunk_stats(sub, seg.logits, seg.query_embeds, roi_size=cfg.roi_size)
                 maps = [bank.link(st, b) for b, bank in enumerate(banks)]  # per video (K,) slot -> track id
                 if keep_maps:
                     logits_maps.append(seg.logits)
@@ -157,9 +157,9 @@ class TrajTok(nn.Module):
         if shape0 is None:
             raise TrajTokInputError("TrajTok.tokenize_chunks: got no chunks")
         _, h, w = shape0
-        ids, pooled, mass, area, boxes, counts = assemble_tracks(banks, stats)
+        ids, pooled, mass, area, boxes, counts, roi = assemble_tracks(banks, stats)
         return TrackSet(
-            ids=ids, pooled=pooled, mass=mass, area=area, boxes=boxes, counts=counts, grid=(h, w),
+            ids=ids, pooled=pooled, mass=mass, area=area, boxes=boxes, counts=counts, grid=(h, w), roi=roi,
             hard_ids=torch.cat(id_maps, dim=1) if keep_maps else None,
             assignment_logits=torch.cat(logits_maps, dim=1) if keep_maps else None,
         )
@@ -172,7 +172,7 @@ class TrajTok(nn.Module):
         ids, area, boxes, counts = tracks.ids, tracks.area, tracks.boxes, tracks.counts
         T = tracks.pooled.shape[1]
         h, w = tracks.grid
-        tokens = self.encoder(tracks.pooled, tracks.mass, area, boxes, grid_cells=h * w)  # (R,q,D)
+        tokens = self.encoder(tracks.pooled, tracks.mass, area, boxes, grid_cells=h * w, roi=tracks.roi)  # (R,q,D)
 
         out_tokens, out_ids, out_boxes, out_presence, out_areas = [], [], [], [], []
         start = 0

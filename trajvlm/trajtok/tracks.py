@@ -20,6 +20,7 @@ class TrackSet:
     boxes: torch.Tensor  # (R,T,4) (x0,y0,x1,y1) in [0,1], zeros where absent
     counts: list[int]  # [N_b]
     grid: tuple[int, int]  # (h,w) feature grid
+    roi: torch.Tensor | None = None  # (R,P*P,C) box-aligned features averaged over the track's frames (shape)
     hard_ids: torch.Tensor | None = None  # (B,T,h,w) long, None when maps were not kept
     assignment_logits: torch.Tensor | None = None  # (B,T,h,w,K)
 
@@ -42,6 +43,7 @@ class TrackSet:
                     boxes=self.boxes[rows],
                     counts=[n],
                     grid=self.grid,
+                    roi=None if self.roi is None else self.roi[rows],
                     hard_ids=None if self.hard_ids is None else self.hard_ids[b : b + 1],
                     assignment_logits=None if self.assignment_logits is None else self.assignment_logits[b : b + 1],
                 )
@@ -58,6 +60,7 @@ class TrackSet:
             boxes=self.boxes.detach().clone(),
             counts=list(self.counts),
             grid=self.grid,
+            roi=None if self.roi is None else self.roi.detach().clone(),
         )
 
     @staticmethod
@@ -70,6 +73,9 @@ class TrackSet:
         if len(frames) != 1 or len(grids) != 1:
             raise ValueError(f"TrackSet.cat: videos differ in frames {sorted(frames)} or grid {sorted(grids)}")
         maps = all(s.hard_ids is not None for s in sets)
+        rois = {s.roi is None for s in sets}
+        if len(rois) != 1:
+            raise ValueError("TrackSet.cat: some track sets carry roi features and some do not")
         return TrackSet(
             ids=[i for s in sets for i in s.ids],
             pooled=torch.cat([s.pooled for s in sets]),
@@ -78,6 +84,7 @@ class TrackSet:
             boxes=torch.cat([s.boxes for s in sets]),
             counts=[n for s in sets for n in s.counts],
             grid=sets[0].grid,
+            roi=None if sets[0].roi is None else torch.cat([s.roi for s in sets]),
             hard_ids=torch.cat([s.hard_ids for s in sets]) if maps else None,
             assignment_logits=torch.cat([s.assignment_logits for s in sets]) if maps else None,
         )
