@@ -187,3 +187,26 @@ def test_freeze_segmenter_and_track_cache_switch(tiny):
     finally:
         model.disable_track_cache()
         apply_stage(model, "pretrain")
+
+
+def test_time_budget_callback_stops_and_saves(monkeypatch):
+    from transformers import TrainerControl, TrainerState
+
+    from trajvlm.train import trainer as trainer_mod
+    from trajvlm.train.trainer import TimeBudgetCallback
+
+    now = [100.0]
+    monkeypatch.setattr(trainer_mod.time, "monotonic", lambda: now[0])
+    cb = TimeBudgetCallback(minutes=0.5)
+    state, control = TrainerState(), TrainerControl()
+    cb.on_train_begin(None, state, control)
+    now[0] += 29.0
+    state.global_step = 7
+    cb.on_step_end(None, state, control)
+    assert not control.should_training_stop and cb.stopped_at is None
+    now[0] += 1.0
+    state.global_step = 8
+    cb.on_step_end(None, state, control)
+    assert control.should_training_stop and control.should_save and cb.stopped_at == 8
+    with pytest.raises(ValueError, match="max_train_minutes"):
+        TimeBudgetCallback(0)

@@ -119,10 +119,17 @@ class TrajVLMTrainingArguments(TrainingArguments):
         default=True, metadata={"help": "Also write <output_dir>/connector.safetensors (TrajTok + projector)."}
     )
     remove_unused_columns: bool = field(default=False, metadata={"help": "Keep the video columns (must be False)."})
+    max_train_minutes: float | None = field(
+        default=None,
+        metadata={"help": "Stop (and save) after this many minutes of training, even before --max_steps: "
+                  "same-wall-clock comparisons."},
+    )
 
     def __post_init__(self):
         if self.stage not in STAGES:
             raise ValueError(f"--stage must be one of {STAGES}, got {self.stage!r}")
         if self.seg_loss_weight < 0:
             raise ValueError(f"--seg_loss_weight must be >= 0, got {self.seg_loss_weight}")
+        if self.max_train_minutes is not None and not self.max_train_minutes > 0:
+            raise ValueError(f"--max_train_minutes must be > 0, got {self.max_train_minutes}")
         super().__post_init__()

@@ -351,8 +351,18 @@ def run(stage: str, argv: list[str] | None = None) -> dict:
         model = configure_stage(model, model_args, training_args)
         train_dataset, collator, tracker = build_data(processor, data_args, training_args)
 
-        from trajvlm.train.trainer import BadSampleStateCallback, TrajVLMTrainer, load_bad_sample_state
+        from trajvlm.train.trainer import (
+            BadSampleStateCallback,
+            TimeBudgetCallback,
+            TrajVLMTrainer,
+            load_bad_sample_state,
+        )
 
+        callbacks = [BadSampleStateCallback(tracker)]
+        budget = None
+        if training_args.max_train_minutes is not None:
+            budget = TimeBudgetCallback(training_args.max_train_minutes)
+            callbacks.append(budget)
         trainer = TrajVLMTrainer(
             model=model,
             args=training_args,
@@ -360,7 +370,7 @@ def run(stage: str, argv: list[str] | None = None) -> dict:
             data_collator=collator,
             processing_class=processor,
             bad_sample_tracker=tracker,
-            callbacks=[BadSampleStateCallback(tracker)],
+            callbacks=callbacks,
         )
         check_deepspeed_enabled(trainer, training_args)
         resume = resolve_resume(training_args.resume_from_checkpoint, training_args.output_dir, training_args.auto_resume)
@@ -377,6 +387,9 @@ def run(stage: str, argv: list[str] | None = None) -> dict:
             "deepspeed": training_args.deepspeed,
             "world_size": training_args.world_size,
             "wall_seconds": round(time.time() - started, 1),
+            "train_seconds": round(result.metrics.get("train_runtime", float("nan")), 1),
+            "stopped_by_time_budget": budget is not None and budget.stopped_at is not None,
+            "track_cache": _track_cache_stats(model),
             "bad_samples": tracker.bad,
             "samples_seen": tracker.seen,
             "log_history": trainer.state.log_history,
@@ -388,6 +401,13 @@ def run(stage: str, argv: list[str] | None = None) -> dict:
     finally:
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
+
+
+def _track_cache_stats(model) -> dict | None:
+    cache = getattr(unwrap_model(model), "track_cache", None)
+    if cache is None:
+        return None
+    return {"videos": len(cache), "hits": cache.hits, "misses": cache.misses}
 
 
 def main(stage: str, argv: list[str] | None = None) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 
 import torch
 from transformers import Trainer, TrainerCallback
@@ -158,3 +159,32 @@ def load_bad_sample_state(tracker, checkpoint: str | None) -> bool:
     with open(path) as f:
         tracker.load_state_dict(json.load(f))
     return True
+
+
+class TimeBudgetCallback(TrainerCallback):
+    """Stops training (with a final save) once ``minutes`` of wall-clock have passed since training began.
+
+    Every rank must stop at the same step: with several processes the decision is rank 0's, broadcast each step.
+    For same-wall-clock comparisons (TrajVLM vs the patch baseline): ``--max_train_minutes``.
+    """
+
+    def __init__(self, minutes: float):
+        if not minutes > 0:
+            raise ValueError(f"--max_train_minutes must be > 0, got {minutes!r}")
+        self.seconds = 60.0 * float(minutes)
+        self.start: float | None = None
+        self.stopped_at: int | None = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.start = time.monotonic()
+        return control
+
+    def on_step_end(self, args, state, control, **kwargs):
+        over = torch.tensor([float(time.monotonic() - self.start >= self.seconds)])
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.broadcast(over, src=0)
+        if over.item() > 0:
+            control.should_training_stop = True
+            control.should_save = True
+            self.stopped_at = state.global_step
+        return control
