@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import os
 from collections.abc import Sequence
@@ -20,9 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .model.chat_templates import TEMPLATES
+from .model.spm_tokenizer import VIDEO_TOKEN
 
-VIDEO_TOKEN = "<video>"
 _COLOURS = ["red", "green", "blue", "yellow", "purple", "orange", "white", "black"]
 _SHAPES = ["square", "circle", "triangle", "star"]
 _DIRS = ["left", "right", "up", "down"]
@@ -52,36 +50,9 @@ def build_tiny_tokenizer(
     Adds `special_tokens` (default: <video> and the llama3 template tokens) as special tokens; pad = <unk>.
     Saved to `save_dir` if given.
     """
-    import sentencepiece as spm
-    from tokenizers import AddedToken
-    from transformers import LlamaTokenizer
+    from trajvlm.model.spm_tokenizer import train_spm_llama_tokenizer
 
-    buf = io.BytesIO()
-    spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(_corpus()),
-        model_writer=buf,
-        vocab_size=vocab_size,
-        model_type="bpe",
-        byte_fallback=True,
-        character_coverage=1.0,
-        hard_vocab_limit=False,
-        unk_id=0,
-        bos_id=1,
-        eos_id=2,
-        pad_id=-1,
-        num_threads=1,
-        minloglevel=2,
-    )
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as tmp:
-        Path(tmp, "tokenizer.model").write_bytes(buf.getvalue())
-        tok = LlamaTokenizer.from_pretrained(tmp, add_bos_token=True, legacy=False)
-    if special_tokens is None:
-        special_tokens = [VIDEO_TOKEN, *sorted({t for tpl in TEMPLATES.values() for t in tpl.special_tokens})]
-    if special_tokens:
-        tok.add_tokens([AddedToken(t, special=True, normalized=False) for t in special_tokens], special_tokens=True)
-    tok.pad_token = tok.unk_token
+    tok = train_spm_llama_tokenizer(_corpus(), vocab_size=vocab_size, special_tokens=special_tokens)
     if save_dir is not None:
         tok.save_pretrained(save_dir)
     return tok

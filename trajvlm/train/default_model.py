@@ -2,7 +2,8 @@
 
     python -m trajvlm.train.default_model --data DIR --out PARTS [--hidden 256 --layers 4 --heads 4]
 
-writes ``PARTS/llm`` (LlamaForCausalLM, randomly initialised, + its tokenizer). The tokenizer is a
+writes ``PARTS/llm`` (LlamaForCausalLM, randomly initialised, + its tokenizer) and ``DATA/train_sft.json`` (the
+stage-2 data: QA records answered "text (letter)" + caption records, see ``sft_records``). The tokenizer is a
 SentencePiece BPE trained in-process on the train split's captions and QA turns, so every ShapesQA word and
 each option letter is a single token. The vision tower and TrajTok come from scripts/train_segmenter.py; the
 whole recipe is scripts/build_default_model.sh.
@@ -11,22 +12,22 @@ whole recipe is scripts/build_default_model.sh.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 import torch
 
-# Template tokens of every chat template, so any template can be chosen later without resizing.
-from trajvlm.model.chat_templates import TEMPLATES
+
+
+SFT_FILE = "train_sft.json"  # written into the ShapesQA folder: the stage-2 data
 
 
 def shapesqa_corpus(data_dir: str | os.PathLike, split: str = "train") -> list[str]:
-    """Every conversation turn of ``<split>_captions.json`` and ``<split>_qa.json`` (placeholder removed)."""
-    lines: list[str] = []
+    """Every conversation turn of ``<split>_captions.json`` and ``<split>_qa.json`` (placeholder removed), plus
+    the words of the chat templates' role headers (so "user" / "assistant" are single tokens)."""
+    lines: list[str] = ["user", "assistant", "system"] * 200
     for name in (f"{split}_captions.json", f"{split}_qa.json"):
         path = Path(data_dir, name)
         if not path.is_file():
@@ -37,67 +38,41 @@ def shapesqa_corpus(data_dir: str | os.PathLike, split: str = "train") -> list[s
     return lines
 
 
-def multiturn_records(data_dir: str | os.PathLike, split: str = "train", *, copies: int = 2, seed: int = 0) -> list[dict]:
-    """One multi-turn LLaVA-Video record per video (per copy): its caption request and all its questions, in
-    a random order per copy, the ``<video>`` placeholder in the first human turn.
+def text_then_letter(record: dict) -> dict:
+    """A ShapesQA QA record with the answer rewritten as the option's text, then its letter: "red (B)".
 
-    The video is encoded once for 4-5 supervised answers instead of one, and each question is asked first
-    (right after the video, as in evaluation) in some copies.
+    The tiny from-scratch LLM learns far faster this way: recalling the attribute ("red") is the visual
+    lookup, and finding the letter of the option that says "red" is then a copy from the prompt. The letter is
+    still the first standalone capital A-D of the answer, which is what every grader here parses
+    (trajvlm.train.evaluate.parse_letter, lmms-eval's extract_mcq_answer).
     """
+    letter = record["answer"]
+    text = record["options"]["ABCD".index(letter)].split(". ", 1)[1]
+    out = dict(record)
+    turns = [dict(t) for t in record["conversations"]]
+    turns[-1]["value"] = f"{text} ({letter})"
+    out["conversations"] = turns
+    return out
+
+
+def sft_records(data_dir: str | os.PathLike, split: str = "train", *, seed: int = 0) -> list[dict]:
+    """Stage-2 data of the default model: every QA record of the split (answers as ``text_then_letter``) and
+    every caption record, shuffled, single-turn (as in evaluation)."""
     import random
 
-    rng = random.Random(seed)
-    by_video: dict[str, list[list[dict]]] = {}
-    for name in (f"{split}_captions.json", f"{split}_qa.json"):
-        for record in json.loads(Path(data_dir, name).read_text()):
-            human, answer = record["conversations"][0], record["conversations"][1]
-            question = human["value"].replace("<video>", "").lstrip("\n")
-            by_video.setdefault(record["video"], []).append(
-                [{"from": "human", "value": question}, {"from": "gpt", "value": answer["value"]}]
-            )
-    records = []
-    for copy in range(copies):
-        for video, turns in by_video.items():
-            turns = list(turns)
-            rng.shuffle(turns)
-            conv = [dict(t) for pair in turns for t in pair]
-            conv[0] = {"from": "human", "value": "<video>\n" + conv[0]["value"]}
-            stem = Path(video).stem
-            records.append({"id": f"{stem}_mt{copy}", "video": video, "conversations": conv})
-    rng.shuffle(records)
+    qa = json.loads(Path(data_dir, f"{split}_qa.json").read_text())
+    captions = json.loads(Path(data_dir, f"{split}_captions.json").read_text())
+    records = [text_then_letter(r) for r in qa] + captions
+    random.Random(seed).shuffle(records)
     return records
 
 
 def train_tokenizer(lines: list[str], *, vocab_size: int = 768, video_token: str = "<video>"):
-    """SentencePiece BPE (byte fallback) -> tokenizers-backed LlamaTokenizer with <video> + template tokens."""
-    import sentencepiece as spm
-    from tokenizers import AddedToken
-    from transformers import LlamaTokenizer
+    """SentencePiece BPE (byte fallback, digits split) -> LlamaTokenizer with <video> + template tokens."""
+    from trajvlm.model.spm_tokenizer import default_special_tokens, train_spm_llama_tokenizer
 
-    buf = io.BytesIO()
-    spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(lines),
-        model_writer=buf,
-        vocab_size=vocab_size,
-        model_type="bpe",
-        byte_fallback=True,
-        character_coverage=1.0,
-        hard_vocab_limit=False,
-        split_digits=True,
-        unk_id=0,
-        bos_id=1,
-        eos_id=2,
-        pad_id=-1,
-        num_threads=1,
-        minloglevel=2,
-    )
-    with tempfile.TemporaryDirectory() as tmp:
-        Path(tmp, "tokenizer.model").write_bytes(buf.getvalue())
-        tok = LlamaTokenizer.from_pretrained(tmp, add_bos_token=True, legacy=False)
-    specials = [video_token, *sorted({t for tpl in TEMPLATES.values() for t in tpl.special_tokens})]
-    tok.add_tokens([AddedToken(t, special=True, normalized=False) for t in specials], special_tokens=True)
-    tok.pad_token = tok.unk_token
-    return tok
+    return train_spm_llama_tokenizer(lines, vocab_size=vocab_size, special_tokens=default_special_tokens(video_token),
+                                     split_digits=True)
 
 
 def build_llm(tokenizer, *, hidden: int = 256, layers: int = 4, heads: int = 4, seed: int = 0):
@@ -131,13 +106,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--layers", type=int, default=4)
     p.add_argument("--heads", type=int, default=4)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--multiturn-copies", type=int, default=2,
-                   help="also write DATA/train_multiturn.json with this many shuffled copies (0 = no)")
     args = p.parse_args(argv)
-    if args.multiturn_copies > 0:
-        records = multiturn_records(args.data, copies=args.multiturn_copies, seed=args.seed)
-        Path(args.data, "train_multiturn.json").write_text(json.dumps(records))
-        print(f"{len(records)} multi-turn records -> {Path(args.data, 'train_multiturn.json')}")
+    records = sft_records(args.data, seed=args.seed)
+    Path(args.data, SFT_FILE).write_text(json.dumps(records))
+    print(f"{len(records)} stage-2 records (QA answered 'text (letter)' + captions) -> {Path(args.data, SFT_FILE)}")
     tok = train_tokenizer(shapesqa_corpus(args.data), vocab_size=args.vocab_size)
     lm = build_llm(tok, hidden=args.hidden, layers=args.layers, heads=args.heads, seed=args.seed)
     out = Path(args.out, "llm")

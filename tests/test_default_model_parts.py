@@ -1,0 +1,49 @@
+"""trajvlm.train.default_model: the stage-2 data (answers 'text (letter)') and the in-process tokenizer."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from trajvlm.data.synthetic.__main__ import main as synth_main
+from trajvlm.train.default_model import main, sft_records, text_then_letter
+from trajvlm.train.evaluate import parse_letter
+
+
+@pytest.fixture(scope="module")
+def shapes(tmp_path_factory):
+    out = tmp_path_factory.mktemp("shapesqa")
+    synth_main(["--out", str(out), "--num-videos", "10", "--seed", "3", "--quiet"])
+    return out
+
+
+def test_text_then_letter_keeps_the_letter_parseable(shapes):
+    records = json.loads((shapes / "train_qa.json").read_text())
+    for r in records:
+        new = text_then_letter(r)
+        answer = new["conversations"][-1]["value"]
+        option = r["options"]["ABCD".index(r["answer"])].split(". ", 1)[1]
+        assert answer == f"{option} ({r['answer']})"
+        assert parse_letter(answer) == r["answer"]
+        assert r["conversations"][-1]["value"] == r["answer"]  # the input record is not modified
+
+
+def test_sft_records_hold_every_question_and_caption_once(shapes):
+    qa = json.loads((shapes / "train_qa.json").read_text())
+    caps = json.loads((shapes / "train_captions.json").read_text())
+    records = sft_records(shapes, seed=1)
+    assert sorted(r["id"] for r in records) == sorted([r["id"] for r in qa] + [r["id"] for r in caps])
+    assert sft_records(shapes, seed=1) == records and sft_records(shapes, seed=2) != records
+
+
+def test_main_writes_tokenizer_llm_and_data(shapes, tmp_path):
+    from transformers import AutoTokenizer, LlamaForCausalLM
+
+    assert main(["--data", str(shapes), "--out", str(tmp_path), "--hidden", "32", "--layers", "1", "--heads", "2",
+                 "--vocab-size", "400"]) == 0
+    tok = AutoTokenizer.from_pretrained(tmp_path / "llm")
+    lm = LlamaForCausalLM.from_pretrained(tmp_path / "llm")
+    assert lm.config.vocab_size == len(tok) and tok.convert_tokens_to_ids("<video>") != tok.unk_token_id
+    assert len(tok.tokenize("user")) == 1 and len(tok.tokenize("assistant")) == 1
+    assert len(json.loads((shapes / "train_sft.json").read_text())) > 0
