@@ -1,33 +1,41 @@
 #!/usr/bin/env bash
 # Rebuild the built-in default model (trajvlm/assets/default_model) from nothing, on CPU:
-#   ShapesQA data -> segmenter pretraining (ConvBackbone + TrajTok segmenter) -> tokenizer + small Llama
-#   -> stage 1 (pretrain_trajvlm.py, DeepSpeed ZeRO-2) -> stage 2 (finetune_trajvlm.py, DeepSpeed ZeRO-2,
-#   then continued from its output)
-#   -> held-out test accuracy per category -> copy the model into trajvlm/assets/default_model.
+#   ShapesQA data -> segmenter pretraining (ConvBackbone + TrajTok segmenter, Hungarian mask loss)
+#   -> tokenizer + small Llama + stage-2 data -> stage 1 (pretrain_trajvlm.py, DeepSpeed ZeRO-2)
+#   -> stage 2 (finetune_trajvlm.py, DeepSpeed ZeRO-2) -> held-out test accuracy -> copy into the package.
 #
-#   bash scripts/build_default_model.sh                 # everything, in runs/default_model
+#   bash scripts/build_default_model.sh                          # everything, in runs/default_model
 #   WORK=/tmp/dm INSTALL=0 bash scripts/build_default_model.sh   # elsewhere, without replacing the shipped model
+#   CONNECTOR=patch WORK=runs/patch_twin INSTALL=0 STAGE2_MINUTES=37 bash scripts/build_default_model.sh
+#       # the patch-token twin: same data, vision tower, LLM init and recipe, patch connector (2x2 pooling),
+#       # stage 2 capped at the same wall-clock as the TrajVLM run (eval/results/accuracy.md)
 #
-# Each step is skipped when its output exists (delete the folder to redo it); the training stages resume
-# from their latest checkpoint-* when interrupted. Knobs (environment): WORK, NUM_VIDEOS, SEG_STEPS,
-# SEG_MINUTES, STAGE1_STEPS, STAGE2_STEPS, STAGE2B_STEPS (0 = no continuation), BATCH, NUM_FRAMES, MASTER_PORT, INSTALL (1 = copy into assets).
+# The vision tower and the segmenter are frozen after step 2, so the trainer caches each video's trajectories
+# (trajvlm.trajtok.cache) and later epochs only run the trajectory encoder, projector and LLM.
+# Each step is skipped when its output exists (delete the folder to redo it); SEGMENTER=DIR reuses a segmenter
+# trained earlier by scripts/train_segmenter.py (DIR/backbone + DIR/trajtok). Knobs (environment): WORK,
+# NUM_VIDEOS, SEG_STEPS, SEG_MINUTES, STAGE1_STEPS, STAGE2_STEPS, STAGE2_MINUTES, BATCH, NUM_FRAMES, ROI_SIZE,
+# CONNECTOR (trajtok | patch), MASTER_PORT, INSTALL (1 = copy into assets).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 PY=${PY:-.venv/bin/python}
 DS=${DS:-.venv/bin/deepspeed}
 WORK=${WORK:-runs/default_model}
+DATA=${DATA:-$WORK/shapesqa}
 NUM_VIDEOS=${NUM_VIDEOS:-2500}
 SEG_STEPS=${SEG_STEPS:-600}
-SEG_MINUTES=${SEG_MINUTES:-10}
-STAGE1_STEPS=${STAGE1_STEPS:-150}
-STAGE2_STEPS=${STAGE2_STEPS:-600}
-STAGE2B_STEPS=${STAGE2B_STEPS:-0}
-BATCH=${BATCH:-8}
+SEG_MINUTES=${SEG_MINUTES:-30}
+STAGE1_STEPS=${STAGE1_STEPS:-40}
+STAGE2_STEPS=${STAGE2_STEPS:-1200}
+STAGE2_MINUTES=${STAGE2_MINUTES:-}
+BATCH=${BATCH:-16}
 NUM_FRAMES=${NUM_FRAMES:-16}
+ROI_SIZE=${ROI_SIZE:-4}
+CONNECTOR=${CONNECTOR:-trajtok}
 MASTER_PORT=${MASTER_PORT:-29731}
 INSTALL=${INSTALL:-1}
-DATA=$WORK/shapesqa
+SEG=${SEGMENTER:-$WORK/segmenter}
 mkdir -p "$WORK"
 stamp() { echo "[$(date +%H:%M:%S)] $*"; }
 T0=$(date +%s)
@@ -37,57 +45,54 @@ if [ ! -f "$DATA/meta.json" ]; then
   $PY -m trajvlm.data.synthetic --out "$DATA" --num-videos "$NUM_VIDEOS" --seed 0 --quiet
 fi
 
-if [ ! -d "$WORK/segmenter/trajtok" ]; then
+if [ ! -d "$SEG/trajtok" ]; then
   stamp "2/7 segmenter pretraining ($SEG_STEPS steps, <= $SEG_MINUTES min)"
-  $PY scripts/train_segmenter.py --data "$DATA" --out "$WORK/segmenter" --steps "$SEG_STEPS" \
-      --max-minutes "$SEG_MINUTES" --val-limit 40
+  $PY scripts/train_segmenter.py --data "$DATA" --out "$SEG" --steps "$SEG_STEPS" --max-minutes "$SEG_MINUTES"
 fi
 
-if [ ! -d "$WORK/parts/llm" ] || [ ! -f "$DATA/train_multiturn.json" ]; then
-  # + DATA/train_multiturn.json: per video, its caption request and all its questions as one multi-turn
-  #   conversation (2 shuffled copies), the stage-2 data
-  stamp "3/7 tokenizer + Llama 4x256, multi-turn stage-2 data"
+if [ ! -d "$WORK/parts/llm" ] || [ ! -f "$DATA/train_sft.json" ]; then
+  stamp "3/7 tokenizer + Llama 4x256 + stage-2 data (QA answered 'text (letter)' + captions)"
   $PY -m trajvlm.train.default_model --data "$DATA" --out "$WORK/parts"
 fi
 
+# TrajTok = the pretrained segmenter's config + box-aligned RoI features (shape) for the trajectory encoder
+$PY - "$SEG/trajtok/config.json" "$WORK/trajtok_config.json" "$ROI_SIZE" <<'PYEOF'
+import json, sys
+cfg = json.load(open(sys.argv[1]))
+cfg["roi_size"] = int(sys.argv[3])
+json.dump(cfg, open(sys.argv[2], "w"), indent=2)
+PYEOF
+CONNECTOR_ARGS=(--connector "$CONNECTOR")
+if [ "$CONNECTOR" = trajtok ]; then
+  CONNECTOR_ARGS+=(--init_trajtok "$SEG/trajtok" --trajtok_config "$WORK/trajtok_config.json" --token_budget 16
+                   --freeze_segmenter True)
+fi
+
 if [ ! -f "$WORK/stage1/model.safetensors" ]; then
-  stamp "4/7 stage 1: pretrain connector (vision + LLM frozen), ZeRO-2"
+  stamp "4/7 stage 1: pretrain the connector on captions (vision tower, segmenter, LLM frozen), ZeRO-2"
   $DS --master_port "$MASTER_PORT" scripts/pretrain_trajvlm.py --deepspeed scripts/zero2.json \
-      --vision_tower "$WORK/segmenter/backbone" --llm "$WORK/parts/llm" --init_trajtok "$WORK/segmenter/trajtok" \
-      --conv_template llama3 --token_budget 16 \
+      --vision_tower "$SEG/backbone" --llm "$WORK/parts/llm" "${CONNECTOR_ARGS[@]}" --conv_template llama3 \
       --data_path "$DATA/train_captions.json" --video_folder "$DATA" --num_frames "$NUM_FRAMES" \
       --output_dir "$WORK/stage1" --max_steps "$STAGE1_STEPS" --per_device_train_batch_size "$BATCH" \
-      --connector_lr 1e-3 --learning_rate 1e-3 --seg_loss_weight 1.0 --warmup_steps 20 \
-      --lr_scheduler_type cosine --weight_decay 0.0 --logging_steps 10 --save_steps 50 --save_total_limit 1 \
+      --connector_lr 1e-3 --learning_rate 1e-3 --seg_loss_weight 0 --warmup_steps 10 \
+      --lr_scheduler_type cosine --weight_decay 0.0 --logging_steps 10 --save_steps 1000 --save_total_limit 1 \
       --seed 0
 fi
 
 if [ ! -f "$WORK/stage2/model.safetensors" ]; then
-  stamp "5/7 stage 2: finetune LLM + connector, ZeRO-2"
+  stamp "5/7 stage 2: finetune LLM + trajectory encoder + projector (segmenter frozen), ZeRO-2"
+  EXTRA=()
+  if [ -n "$STAGE2_MINUTES" ]; then EXTRA+=(--max_train_minutes "$STAGE2_MINUTES"); fi
+  if [ "$CONNECTOR" = trajtok ]; then EXTRA+=(--freeze_segmenter True); fi
   $DS --master_port "$MASTER_PORT" scripts/finetune_trajvlm.py --deepspeed scripts/zero2.json \
-      --model_name_or_path "$WORK/stage1" \
-      --data_path "$DATA/train_multiturn.json" --video_folder "$DATA" --num_frames "$NUM_FRAMES" \
+      --model_name_or_path "$WORK/stage1" "${EXTRA[@]}" \
+      --data_path "$DATA/train_sft.json" --video_folder "$DATA" --num_frames "$NUM_FRAMES" \
       --output_dir "$WORK/stage2" --max_steps "$STAGE2_STEPS" --per_device_train_batch_size "$BATCH" \
-      --learning_rate 1e-3 --connector_lr 1e-3 --seg_loss_weight 0.5 --warmup_steps 50 \
-      --lr_scheduler_type cosine --weight_decay 0.0 --logging_steps 25 --save_steps 100 --save_total_limit 1 \
+      --learning_rate 1e-3 --connector_lr 1e-3 --seg_loss_weight 0 --warmup_steps 30 \
+      --lr_scheduler_type cosine --weight_decay 0.0 --logging_steps 25 --save_steps 200 --save_total_limit 1 \
       --seed 0
 fi
-
 FINAL=$WORK/stage2
-if [ "$STAGE2B_STEPS" -gt 0 ]; then
-  # stage 2 continued: a second finetune run from the stage-2 output (fresh warmup + cosine schedule)
-  if [ ! -f "$WORK/stage2b/model.safetensors" ]; then
-    stamp "5b/7 stage 2 continued ($STAGE2B_STEPS steps), ZeRO-2"
-    $DS --master_port "$MASTER_PORT" scripts/finetune_trajvlm.py --deepspeed scripts/zero2.json \
-        --model_name_or_path "$WORK/stage2" \
-        --data_path "$DATA/train_multiturn.json" --video_folder "$DATA" --num_frames "$NUM_FRAMES" \
-        --output_dir "$WORK/stage2b" --max_steps "$STAGE2B_STEPS" --per_device_train_batch_size "$BATCH" \
-        --learning_rate 1e-3 --connector_lr 1e-3 --seg_loss_weight 0.5 --warmup_steps 20 \
-        --lr_scheduler_type cosine --weight_decay 0.0 --logging_steps 25 --save_steps 100 --save_total_limit 1 \
-        --seed 1
-  fi
-  FINAL=$WORK/stage2b
-fi
 
 stamp "6/7 held-out ShapesQA test accuracy (greedy)"
 $PY -m trajvlm.train.evaluate --model "$FINAL" --data "$DATA" --split test --json "$WORK/eval_test.json" \

@@ -48,7 +48,7 @@ def evaluate_shapesqa(
     split: str = "test",
     limit: int | None = None,
     batch_size: int = 16,
-    max_new_tokens: int = 4,
+    max_new_tokens: int = 8,
 ) -> dict:
     """{"overall": acc, "per_category": {cat: {"accuracy", "correct", "total"}}, "predictions": [...]}."""
     model.eval()
