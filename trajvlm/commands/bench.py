@@ -5,6 +5,7 @@
     trajvlm bench latency    [--frames 256 1024 --repeats 3]
     trajvlm bench train      [--frames 16 64]
     trajvlm bench segmenter  [--num-videos 8]
+    trajvlm bench accuracy   --model TRAJVLM_DIR --baseline PATCH_DIR --data SHAPESQA_DIR   (through lmms-eval)
 
 Each benchmark prints its table and, with --out, writes a markdown record (command, machine, raw numbers).
 The same benchmarks run as `python eval/bench_<name>.py ...`.
