@@ -66,18 +66,22 @@ def build_tiny_llama(
     num_layers: int = 2,
     num_heads: int = 4,
     seed: int = 0,
+    intermediate_size: int | None = None,
+    num_kv_heads: int | None = None,
+    max_positions: int = 1024,
 ):
-    """A LlamaForCausalLM sized to the tokenizer (saved with the tokenizer if `save_dir`)."""
+    """A randomly initialised LlamaForCausalLM sized to the tokenizer (saved with the tokenizer if `save_dir`).
+    Defaults: intermediate 2*hidden, num_heads // 2 key-value heads."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     cfg = LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=hidden_size,
-        intermediate_size=2 * hidden_size,
+        intermediate_size=intermediate_size or 2 * hidden_size,
         num_hidden_layers=num_layers,
         num_attention_heads=num_heads,
-        num_key_value_heads=max(1, num_heads // 2),
-        max_position_embeddings=1024,
+        num_key_value_heads=num_kv_heads or max(1, num_heads // 2),
+        max_position_embeddings=max_positions,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,

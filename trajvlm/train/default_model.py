@@ -17,7 +17,6 @@ import os
 import sys
 from pathlib import Path
 
-import torch
 
 
 
@@ -76,24 +75,12 @@ def train_tokenizer(lines: list[str], *, vocab_size: int = 768, video_token: str
 
 
 def build_llm(tokenizer, *, hidden: int = 256, layers: int = 4, heads: int = 4, seed: int = 0):
-    """A randomly initialised LlamaForCausalLM sized to the tokenizer."""
-    from transformers import LlamaConfig, LlamaForCausalLM
+    """A randomly initialised LlamaForCausalLM sized to the tokenizer (SwiGLU width ~8/3 hidden, full MHA)."""
+    from trajvlm.testing import build_tiny_llama
 
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=hidden,
-        intermediate_size=hidden * 8 // 3 // 32 * 32 or hidden,
-        num_hidden_layers=layers,
-        num_attention_heads=heads,
-        num_key_value_heads=heads,
-        max_position_embeddings=512,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        tie_word_embeddings=False,
-    )
-    torch.manual_seed(seed)
-    return LlamaForCausalLM(config)
+    return build_tiny_llama(tokenizer, hidden_size=hidden, num_layers=layers, num_heads=heads, seed=seed,
+                            intermediate_size=hidden * 8 // 3 // 32 * 32 or hidden, num_kv_heads=heads,
+                            max_positions=512)
 
 
 def main(argv: list[str] | None = None) -> int:
