@@ -32,7 +32,7 @@ TRAJVLM = BIN / "trajvlm"
 OFFICIAL = ["videomme", "videomme_w_subtitle", "mlvu_dev", "mlvu_test", "moviechat_global", "moviechat_breakpoint"]
 LOCAL = ["videomme_local", "videomme_w_subtitle_local", "mlvu_dev_local", "mlvu_test_local",
          "moviechat_global_local", "moviechat_breakpoint_local"]
-SHAPESQA = ["shapesqa", "shapesqa_mc"]
+SHAPESQA = ["shapesqa", "shapesqa_mc", "shapesqa_cloze"]
 ALL_TASKS = OFFICIAL + LOCAL + SHAPESQA
 
 # task -> the metric keys lmms-eval must report (per-category ShapesQA keys are checked separately)
@@ -40,10 +40,9 @@ METRICS = {
     **{t: ["videomme_perception_score"] for t in ("videomme", "videomme_w_subtitle", "videomme_local", "videomme_w_subtitle_local")},
     **{t: ["mlvu_percetion_score"] for t in ("mlvu_dev", "mlvu_test", "mlvu_dev_local", "mlvu_test_local")},
     **{t: ["gpt_eval_score", "gpt_eval_acc"] for t in ("moviechat_global", "moviechat_breakpoint", "moviechat_global_local", "moviechat_breakpoint_local")},
-    "shapesqa": ["shapesqa_acc"],
-    "shapesqa_mc": ["acc"],
+    **{t: [f"{t}_acc"] for t in SHAPESQA},
 }
-PERFECT = {"gpt_eval_score": 5.0, "gpt_eval_acc": 1.0, "acc": 1.0}  # everything else: 100 (percent)
+PERFECT = {"gpt_eval_score": 5.0, "gpt_eval_acc": 1.0}  # everything else: 100 (percent)
 
 MLVU_DEV_TYPES = ("anomaly_reco", "count", "ego", "needle", "order", "plotQA", "topic_reasoning")
 MLVU_TEST_TYPES = ("anomaly_reco", "count", "ego", "needleQA", "order", "plotQA", "sportsQA", "topic_reasoning", "tutorialQA")
@@ -227,7 +226,11 @@ class TrajVLMOracle(TrajVLMLmms):
     def _score(self, req, continuation):
         logprob, greedy = super()._score(req, continuation)
         assert logprob <= 0.0, logprob
-        right = (continuation == req.doc["answer"]) == (self.oracle == "correct")
+        answer = str(req.doc["answer"])
+        correct = {answer}  # the letter (shapesqa_mc) ...
+        if answer in LETTERS and "options" in req.doc:  # ... or its option text, "B. red" -> "red" (shapesqa_cloze)
+            correct.add(req.doc["options"][LETTERS.index(answer)].split(". ", 1)[1])
+        right = (continuation in correct) == (self.oracle == "correct")
         return (-0.1, True) if right else (-9.0, False)
 '''
 
@@ -295,11 +298,11 @@ def check_all_scores(results: dict, data: EvalData, perfect: bool) -> None:
     """Every task holds its metric keys, each at the perfect value (or 0)."""
     for task in ALL_TASKS:
         assert task in results["results"], f"{task} missing from the results: {sorted(results['results'])}"
-        for metric in METRICS[task] if task != "shapesqa_mc" else ["shapesqa_mc_acc"]:
+        for metric in METRICS[task]:
             want = PERFECT.get(metric, 100.0) if perfect else 0.0
             assert score(results, task, metric) == pytest.approx(want), (task, metric, results["results"][task])
     for category in shapesqa_categories(data):
-        for prefix in ("shapesqa", "shapesqa_mc"):
+        for prefix in SHAPESQA:
             want = 100.0 if perfect else 0.0
             assert score(results, prefix, f"{prefix}_{category}_acc") == pytest.approx(want), (prefix, category)
 
@@ -340,7 +343,7 @@ def test_cli_forced_wrong_answers_score_0(eval_data, judge, oracle_site, tiny_tr
 def test_trajvlm_eval_wrapper_real_model(eval_data, judge, tiny_trajvlm_dir, tmp_path):
     """`trajvlm eval` with the real `--model trajvlm`: scores for every task, a markdown table, exit 0."""
     out = tmp_path / "results"
-    tasks = ["videomme", "mlvu_dev_local", "moviechat_breakpoint", "shapesqa", "shapesqa_mc"]
+    tasks = ["videomme", "mlvu_dev_local", "moviechat_breakpoint", "shapesqa", "shapesqa_mc", "shapesqa_cloze"]
     cmd = [str(TRAJVLM), "eval", "--pretrained", str(tiny_trajvlm_dir), "--tasks", ",".join(tasks),
            "--max-frames", "8", "--output", str(out), "--offline", "--judge-url", judge.url.rsplit("/chat/completions", 1)[0],
            "--judge-key", "test-key", "--judge-model", "stand-in-judge",
@@ -352,7 +355,7 @@ def test_trajvlm_eval_wrapper_real_model(eval_data, judge, tiny_trajvlm_dir, tmp
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     results = load_results(out)
     for task in tasks:
-        for metric in METRICS[task] if task != "shapesqa_mc" else ["shapesqa_mc_acc"]:
+        for metric in METRICS[task]:
             value = score(results, task, metric)
             assert 0.0 <= value <= (5.0 if metric == "gpt_eval_score" else 100.0), (task, metric, value)
     table = (out / "scores.md").read_text()

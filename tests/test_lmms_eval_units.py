@@ -413,7 +413,7 @@ def test_task_sets_expand():
 
     assert expand_tasks(["@videomme,shapesqa", "videomme_local"]) == ["videomme", "videomme_w_subtitle", "shapesqa", "videomme_local"]
     assert expand_tasks(["@official", "videomme"])[-1] == "moviechat_breakpoint"
-    assert expand_tasks(["videomme", "@shapesqa"]) == ["videomme", "shapesqa", "shapesqa_mc"]
+    assert expand_tasks(["videomme", "@shapesqa"]) == ["videomme", "shapesqa", "shapesqa_mc", "shapesqa_cloze"]
     with pytest.raises(EvalRunError, match="unknown task set '@nope'"):
         expand_tasks(["@nope"])
     with pytest.raises(EvalRunError):
@@ -446,6 +446,19 @@ def test_shapesqa_scoring():
     results = ["(-3.0, False)", (-0.5, True), "(-inf, False)", (-2.0, False)]
     assert utils.shapesqa_mc_process_results({**doc, "answer": "B"}, results)["shapesqa_mc_acc"] == 1.0
     assert utils.shapesqa_mc_process_results(doc, results) == {"shapesqa_mc_acc": 0.0, "shapesqa_mc_counting_acc": 0.0}
+    # cloze: the choices are the option texts; the highest log p(text) wins, scored under its own metric names
+    assert utils.shapesqa_cloze_doc_to_choice(doc) == ["1", "2", "3", "4"]
+    assert utils.shapesqa_cloze_doc_to_choice({"options": ["A. a red circle", "B. 2. left"]}) == ["a red circle", "2. left"]
+    with pytest.raises(ValueError, match="'red'"):
+        utils.shapesqa_cloze_doc_to_choice({"options": ["red"]})
+    cloze = [(-4.0, False), "(-6.5, False)", "(-1.25, True)", (float("-inf"), False)]
+    assert utils.shapesqa_cloze_process_results(doc, cloze) == {"shapesqa_cloze_acc": 1.0, "shapesqa_cloze_counting_acc": 1.0}
+    direction = {**doc, "category": "direction", "answer": "A"}
+    assert utils.shapesqa_cloze_process_results(direction, cloze) == {"shapesqa_cloze_acc": 0.0,
+                                                                       "shapesqa_cloze_direction_acc": 0.0}
+    assert utils.shapesqa_cloze_process_results(direction, ["(-0.5, True)", *cloze[1:]])["shapesqa_cloze_acc"] == 1.0
+    with pytest.raises(ValueError, match="3 log-likelihoods for 4 options"):
+        utils.shapesqa_cloze_process_results(doc, cloze[:3])
     text = utils.shapesqa_doc_to_text(doc, {"pre_prompt": "", "post_prompt": "Answer with the option's letter from the given choices directly."})
     assert text == "How many?\nA. 1\nB. 2\nC. 3\nD. 4\nAnswer with the option's letter from the given choices directly."
     assert utils.shapesqa_aggregate([1.0, 0.0, 1.0, 1.0]) == 75.0

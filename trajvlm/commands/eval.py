@@ -9,7 +9,7 @@ task sets (usable in --tasks next to task names):
   @official   videomme, videomme_w_subtitle, mlvu_dev, mlvu_test, moviechat_global, moviechat_breakpoint
               (data in the lmms-eval layout under $HF_HOME, see data_recipes/)
   @local      the *_local copies of those (data folders given with --data, see eval/tasks/)
-  @shapesqa   shapesqa, shapesqa_mc (ShapesQA test split, --data shapesqa=DIR)
+  @shapesqa   shapesqa, shapesqa_mc, shapesqa_cloze (ShapesQA test split, --data shapesqa=DIR)
   @videomme, @mlvu, @moviechat: the two official tasks of each benchmark
 
 examples:

@@ -34,7 +34,7 @@ LOCAL_TASKS = (
     "videomme_local", "videomme_w_subtitle_local", "mlvu_dev_local", "mlvu_test_local",
     "moviechat_global_local", "moviechat_breakpoint_local",
 )
-SHAPESQA_TASKS = ("shapesqa", "shapesqa_mc")
+SHAPESQA_TASKS = ("shapesqa", "shapesqa_mc", "shapesqa_cloze")
 # "@name" in --tasks; the "@" keeps set names apart from task names (`videomme` is one task, `@videomme` two)
 TASK_SETS: dict[str, tuple[str, ...]] = {
     "@official": OFFICIAL_TASKS,

@@ -1,18 +1,25 @@
-"""shapesqa / shapesqa_mc: the ShapesQA test split (`python -m trajvlm.data.synthetic --out DIR ...`).
+"""shapesqa / shapesqa_mc / shapesqa_cloze: the ShapesQA test split (`python -m trajvlm.data.synthetic --out DIR ...`).
 
     $TRAJVLM_SHAPESQA_DIR/test_qa.json      docs: id, video (relative to the folder), conversations,
                                             category, question, options ["A. ..", ..], answer ("A".."D")
     $TRAJVLM_SHAPESQA_DIR/videos/test/<id>.mp4
 
-`shapesqa` generates an answer and scores its letter (lmms-eval's `extract_mcq_answer`, as VideoMME does):
-`shapesqa_acc` overall and `shapesqa_<category>_acc` per question category, in percent. `shapesqa_mc`
-scores the four letters by the model's log-likelihood instead (`shapesqa_mc_acc`, `shapesqa_mc_<category>_acc`):
-the prediction is the letter with the highest log p(letter | video, prompt). It does not use lmms-eval's
-default multiple-choice scoring, which takes the argmin (it expects losses, lmms-eval issue #370) and, in
-lmms-eval 0.7.3, receives each (logprob, is_greedy) pair as its string form (`unwrap_generation_output`).
-The prompt is the training prompt: question, options, then the answer instruction.
-"""
+Three protocols on the same docs, videos and prompt (the training prompt: question, options, then the answer
+instruction); every metric is percent correct, overall (`<task>_acc`) and per question category
+(`<task>_<category>_acc`, absent when the category has no docs):
 
+- `shapesqa` generates an answer and scores its letter (lmms-eval's `extract_mcq_answer`, as VideoMME does; it
+  also takes the letter of an answer like "red (B)").
+- `shapesqa_mc` scores the four letters by the model's log-likelihood: the prediction is the letter with the
+  highest log p(letter | video, prompt). Meaningful for a model that answers with the bare letter.
+- `shapesqa_cloze` scores the four option texts (the options without "A. "): the prediction is the option with
+  the highest log p(text | video, prompt), summed over the text's tokens (the standard "cloze" multiple-choice
+  protocol; meaningful for a model whose answer starts with the option text, e.g. "red (B)").
+
+The two log-likelihood tasks do not use lmms-eval's default multiple-choice scoring, which takes the argmin (it
+expects losses, lmms-eval issue #370) and, in lmms-eval 0.7.3, receives each (logprob, is_greedy) pair as its
+string form (`unwrap_generation_output`): their `process_results` take the argmax and accept both forms.
+"""
 from __future__ import annotations
 
 from trajvlm.eval.local_tasks import data_root, local_docs, video_path
@@ -40,6 +47,18 @@ def shapesqa_doc_to_choice(doc):
     return list(LETTERS[: len(doc["options"])])
 
 
+def shapesqa_option_text(option: str) -> str:
+    """"B. red" -> "red" (an option line of the data without its letter)."""
+    letter, sep, text = option.partition(". ")
+    if letter not in LETTERS or not sep:
+        raise ValueError(f"ShapesQA option {option!r} is not of the form 'A. text'")
+    return text
+
+
+def shapesqa_cloze_doc_to_choice(doc):
+    return [shapesqa_option_text(option) for option in doc["options"]]
+
+
 def shapesqa_doc_to_target_index(doc):
     return LETTERS.index(doc["answer"])
 
@@ -63,11 +82,23 @@ def _logprob(result) -> float:
     return float(result)
 
 
-def shapesqa_mc_process_results(doc, results):
-    logprobs = [_logprob(r) for r in results]  # one per choice, in doc_to_choice order
+def _argmax_scores(task: str, doc, results) -> dict:
+    """{task}_acc and {task}_{category}_acc of the choice with the highest log-likelihood (one result per choice,
+    in doc_to_choice order = option order; ties go to the first)."""
+    logprobs = [_logprob(r) for r in results]
+    if len(logprobs) != len(doc["options"]):
+        raise ValueError(f"{task}: {len(logprobs)} log-likelihoods for {len(doc['options'])} options ({doc.get('id')})")
     pred = max(range(len(logprobs)), key=lambda i: logprobs[i])
     score = 1.0 if LETTERS[pred] == doc["answer"] else 0.0
-    return {"shapesqa_mc_acc": score, f"shapesqa_mc_{doc['category']}_acc": score}
+    return {f"{task}_acc": score, f"{task}_{doc['category']}_acc": score}
+
+
+def shapesqa_mc_process_results(doc, results):
+    return _argmax_scores("shapesqa_mc", doc, results)  # results: log p(letter), A..D
+
+
+def shapesqa_cloze_process_results(doc, results):
+    return _argmax_scores("shapesqa_cloze", doc, results)  # results: log p(option text), in option order
 
 
 def shapesqa_aggregate(results):

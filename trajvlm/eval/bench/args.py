@@ -92,8 +92,9 @@ def accuracy_args(p: argparse.ArgumentParser) -> None:
                    help="the patch baseline folder (patch connector), trained with the same recipe and wall-clock budget")
     p.add_argument("--data", type=Path, required=True, help="ShapesQA folder (python -m trajvlm.data.synthetic --out)")
     p.add_argument("--split", choices=("test", "val"), default="test")
-    p.add_argument("--task", choices=("shapesqa", "shapesqa_mc"), default="shapesqa",
-                   help="lmms-eval task: generated letter (shapesqa) or letter log-likelihood (shapesqa_mc)")
+    p.add_argument("--task", choices=("shapesqa", "shapesqa_mc", "shapesqa_cloze"), default="shapesqa",
+                   help="lmms-eval task: generated letter (shapesqa), letter log-likelihood (shapesqa_mc) or "
+                   "option-text log-likelihood (shapesqa_cloze)")
     p.add_argument("--max-frames", type=int, default=16, help="frames per video (the models train on 16)")
     p.add_argument("--limit", type=int, default=None, help="first N questions only (smoke runs: not comparable)")
     p.add_argument("--model-train-summary", type=Path, nargs="+", metavar="JSON",
