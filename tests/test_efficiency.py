@@ -177,3 +177,14 @@ def test_cli_real_scale_analytic_fast(capsys):
     out = capsys.readouterr().out
     assert "13,440" in out  # 64 frames x 210 tokens (patch 2x2-pooled at LLaVA-Video scale)
     assert "48,384" in out  # 64 x 756 (full)
+
+
+def test_roi_features_are_counted_in_the_connector_flops():
+    with_roi = get_preset("tiny-default").config
+    without = get_preset("tiny-default").config
+    without.trajtok_config.roi_size = 0
+    assert with_roi.trajtok_config.roi_size > 0
+    kw = dict(text_tokens=10, variants=[TRAJ_BUDGET])
+    a = efficiency_table(with_roi, [16], **kw)[0]
+    b = efficiency_table(without, [16], **kw)[0]
+    assert a.connector_flops > b.connector_flops and a.vision_flops == b.vision_flops

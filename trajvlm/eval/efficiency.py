@@ -249,9 +249,11 @@ class MetaFlopCounter:
         c = self.config.trajtok_config.feature_dim
         feats = torch.empty(1, frames, h, w, c, device="meta")  # (1,t,h,w,C)
 
+        roi_size = self.config.trajtok_config.roi_size
+
         def run():
             seg = self.trajtok.segmenter(feats)
-            chunk_stats(feats, seg.logits, seg.query_embeds)
+            chunk_stats(feats, seg.logits, seg.query_embeds, roi_size=roi_size)
 
         return self._cached(("segmenter", frames), lambda: count_flops(run))
 
@@ -264,8 +266,10 @@ class MetaFlopCounter:
         mass = torch.empty(rows, frames, device=dev)  # (R,T)
         area = torch.empty(rows, frames, device=dev)  # (R,T)
         boxes = torch.empty(rows, frames, 4, device=dev)  # (R,T,4)
+        p = self.config.trajtok_config.roi_size
+        roi = torch.empty(rows, p * p, c, device=dev) if p else None  # (R,P*P,C)
         return self._cached(("encoder", rows, frames), lambda: count_flops(
-            lambda: self.trajtok.encoder(pooled, mass, area, boxes, grid_cells=h * w)))
+            lambda: self.trajtok.encoder(pooled, mass, area, boxes, grid_cells=h * w, roi=roi)))
 
     def projector(self, num_tokens: int, in_dim: int) -> int:
         """The projector over `num_tokens` connector tokens of width `in_dim`."""

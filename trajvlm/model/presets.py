@@ -8,7 +8,7 @@ Presets
                             token budget 256, 16-frame chunks).
 ``so400m-llama3-8b-patch``  the same vision tower and LLM with the patch baseline connector at LLaVA-Video scale.
 ``tiny-default``            the shapes of the built-in default model (ConvBackbone 64 px / stride 4 -> 16x16 grid,
-                            TrajTok K=8, q=1, budget 16, Llama 4x256): quick checks of the accounting.
+                            TrajTok K=10, q=1, RoI 4x4, budget 16, Llama 4x256): quick checks of the accounting.
 
 Patch baseline at LLaVA-Video scale (the choice, documented)
 -----------------------------------------------------------
@@ -138,10 +138,11 @@ def _tiny_default() -> TrajVLMConfig:
     return TrajVLMConfig(
         vision_config=vision,
         text_config=text,
-        trajtok_config=TrajTokConfig(feature_dim=64, hidden_dim=64, num_queries=8, num_heads=4, frames_per_chunk=16),
+        trajtok_config=TrajTokConfig(feature_dim=64, hidden_dim=64, num_queries=10, num_heads=4, frames_per_chunk=16,
+                                     refine_layers=2, min_area=8, roi_size=4),
         connector="trajtok",
         token_budget=16,
-        video_token_id=771,
+        video_token_id=768,
         num_frames=16,
         patch_pool_stride=2,
     )
