@@ -267,8 +267,11 @@ class TrajVLMForConditionalGeneration(TrajVLMPreTrainedModel, GenerationMixin):
     def _cached_tracks(self, frames: torch.Tensor) -> TrackSet:
         """frames (B,T,3,S,S) -> TrackSet of the B videos; only cache misses run the vision tower + segmenter."""
         keys = [pixel_key(f) for f in frames]
-        found = {k: self.track_cache.get(k) for k in dict.fromkeys(keys)}
-        missing = [i for i, k in enumerate(keys) if found[k] is None and keys.index(k) == i]
+        first = {}  # key -> index of its first video in the batch (a repeated video is tracked once)
+        for i, k in enumerate(keys):
+            first.setdefault(k, i)
+        found = {k: self.track_cache.get(k) for k in first}
+        missing = [first[k] for k, tracks in found.items() if tracks is None]
         if missing:
             chunks = self._feature_chunks(frames[missing], self.config.trajtok_config.frames_per_chunk)
             for i, tracks in zip(missing, self.connector.track_chunks(chunks, keep_maps=False).split()):
