@@ -210,3 +210,16 @@ def test_time_budget_callback_stops_and_saves(monkeypatch):
     assert control.should_training_stop and control.should_save and cb.stopped_at == 8
     with pytest.raises(ValueError, match="max_train_minutes"):
         TimeBudgetCallback(0)
+
+
+def test_freeze_segmenter_refuses_a_connector_without_one(tmp_path):
+    from trajvlm.train.arguments import ModelArguments
+    from trajvlm.train.main import maybe_enable_track_cache
+
+    model, _ = build_tiny_trajvlm(connector="patch", work_dir=tmp_path)
+    with pytest.raises(StageError, match="no segmenter"):
+        apply_stage(model, "finetune", freeze_segmenter=True)
+    apply_stage(model, "finetune")
+    assert not maybe_enable_track_cache(model, ModelArguments(), types.SimpleNamespace(seg_loss_weight=0.0))
+    with pytest.raises(ValueError, match="only the trajtok connector"):
+        model.enable_track_cache()
