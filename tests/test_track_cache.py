@@ -132,3 +132,52 @@ def test_pixel_key_depends_on_pixels_and_shape():
     assert pixel_key(x) == pixel_key(x.clone())
     assert pixel_key(x) != pixel_key(y)
     assert pixel_key(x) != pixel_key(x.reshape(1, 6, 4, 4))
+
+
+def test_persistent_cache_reloads_identical_tracks_in_a_new_cache(model_proc, tmp_path):
+    model, proc = model_proc
+    videos = _videos(proc, 2)
+    _freeze_tower_and_segmenter(model)
+    try:
+        first = model.enable_track_cache(max_videos=8, directory=str(tmp_path))
+        with torch.no_grad():
+            ref = model.encode_video(videos)
+        files = sorted(p.name for p in (tmp_path).rglob("*.safetensors"))
+        assert len(files) == 2 and first.misses == 2 and first.disk_hits == 0
+        # a fresh cache (a new run) over the same folder: no tower call, same embeddings
+        second = model.enable_track_cache(max_videos=8, directory=str(tmp_path))
+        calls = []
+        hook = model.vision_tower.register_forward_hook(lambda *a: calls.append(1))
+        try:
+            with torch.no_grad():
+                again = model.encode_video(videos)
+        finally:
+            hook.remove()
+    finally:
+        model.disable_track_cache()
+    assert calls == [] and second.disk_hits == 2 and second.misses == 0
+    assert second.directory == first.directory
+    for a, b in zip(again.embeds, ref.embeds):
+        torch.testing.assert_close(a, b)
+
+
+def test_persistent_cache_folder_changes_with_the_frozen_weights(model_proc, tmp_path):
+    model, _ = model_proc
+    _freeze_tower_and_segmenter(model)
+    try:
+        before = model.enable_track_cache(directory=str(tmp_path)).directory
+        with torch.no_grad():
+            next(model.connector.segmenter.parameters()).add_(0.01)
+        after = model.enable_track_cache(directory=str(tmp_path)).directory
+    finally:
+        model.disable_track_cache()
+    assert before != after and before.startswith(str(tmp_path))
+
+
+def test_persistent_cache_refuses_a_foreign_file(tmp_path):
+    cache = TrackCache(4, directory=str(tmp_path))
+    from safetensors.torch import save_file
+
+    save_file({"x": torch.zeros(2)}, str(tmp_path / "abc.safetensors"))
+    with pytest.raises(ValueError, match="not a cached track file"):
+        cache.get("abc")

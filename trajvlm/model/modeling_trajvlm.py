@@ -12,6 +12,8 @@ Data flow for one batch:
 from __future__ import annotations
 
 import copy
+import json
+import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -21,7 +23,7 @@ from transformers import AutoModelForCausalLM, GenerationMixin, PreTrainedModel
 from transformers.utils import ModelOutput
 
 from ..trajtok import TrajTok, TrajTokOutput, segmentation_loss
-from ..trajtok.cache import TrackCache, pixel_key
+from ..trajtok.cache import TrackCache, pixel_key, state_fingerprint
 from ..trajtok.tracks import TrackSet
 from ..trajtok.segmenter import upgrade_legacy_state_dict
 from ..vision.hf_tower import VisionTower
@@ -244,12 +246,14 @@ class TrajVLMForConditionalGeneration(TrajVLMPreTrainedModel, GenerationMixin):
     # ---- frozen-track cache (training with a frozen vision tower + segmenter) -------------------------------------
     track_cache: TrackCache | None = None
 
-    def enable_track_cache(self, max_videos: int = 20000) -> TrackCache:
+    def enable_track_cache(self, max_videos: int = 20000, directory: str | None = None) -> TrackCache:
         """Cache TrajTok's tracks per video (keyed by pixels) so later epochs skip the vision tower and segmenter.
 
         Only valid while both are frozen (their outputs are then a fixed function of the frames): raises
         ValueError otherwise. Cached encodings carry no per-cell maps, so no segmentation loss can be computed
-        from them. ``disable_track_cache()`` drops it.
+        from them. ``directory`` also persists the tracks (safetensors) in ``directory/<fingerprint>/``, where the
+        fingerprint covers the vision tower and segmenter weights and the TrajTok config: a later run with the
+        same frozen parts reuses them, a changed part gets a fresh folder. ``disable_track_cache()`` drops it.
         """
         if self.config.connector != "trajtok":
             raise ValueError("enable_track_cache: only the trajtok connector has tracks to cache")
@@ -257,7 +261,12 @@ class TrajVLMForConditionalGeneration(TrajVLMPreTrainedModel, GenerationMixin):
                      if p.requires_grad and (n.startswith("vision_tower.") or n.startswith("connector.segmenter."))]
         if trainable:
             raise ValueError(f"enable_track_cache: the vision tower and segmenter must be frozen; trainable: {trainable[:3]}")
-        self.track_cache = TrackCache(max_videos)
+        if directory is not None:
+            fingerprint = state_fingerprint(
+                self.vision_tower.state_dict(), self.connector.segmenter.state_dict(),
+                json.dumps(self.config.trajtok_config.to_dict(), sort_keys=True, default=str))
+            directory = os.path.join(directory, fingerprint)
+        self.track_cache = TrackCache(max_videos, directory)
         return self.track_cache
 
     def disable_track_cache(self) -> None:

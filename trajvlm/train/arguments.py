@@ -63,6 +63,11 @@ class ModelArguments:
                   "used, cache each video's trajectories after the first epoch (skips tower + segmenter)."},
     )
     track_cache_size: int = field(default=20000, metadata={"help": "Videos kept in the track cache (LRU)."})
+    track_cache_dir: str | None = field(
+        default=None,
+        metadata={"help": "Also persist the cached trajectories here (safetensors, in a subfolder per frozen "
+                  "tower+segmenter fingerprint) so later runs skip tracking from their first step."},
+    )
     lora_enable: bool = field(default=False, metadata={"help": "Stage 2: train the LLM through LoRA adapters."})
     lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
     lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha."})

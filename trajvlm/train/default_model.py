@@ -37,6 +37,11 @@ def shapesqa_corpus(data_dir: str | os.PathLike, split: str = "train") -> list[s
     return lines
 
 
+def option_text(record: dict) -> str:
+    """The text of a QA record's correct option ("B. red" -> "red")."""
+    return record["options"]["ABCD".index(record["answer"])].split(". ", 1)[1]
+
+
 def text_then_letter(record: dict) -> dict:
     """A ShapesQA QA record with the answer rewritten as the option's text, then its letter: "red (B)".
 
@@ -45,11 +50,9 @@ def text_then_letter(record: dict) -> dict:
     still the first standalone capital A-D of the answer, which is what every grader here parses
     (trajvlm.train.evaluate.parse_letter, lmms-eval's extract_mcq_answer).
     """
-    letter = record["answer"]
-    text = record["options"]["ABCD".index(letter)].split(". ", 1)[1]
     out = dict(record)
     turns = [dict(t) for t in record["conversations"]]
-    turns[-1]["value"] = f"{text} ({letter})"
+    turns[-1]["value"] = f"{option_text(record)} ({record['answer']})"
     out["conversations"] = turns
     return out
 

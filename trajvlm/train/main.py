@@ -271,8 +271,9 @@ def maybe_enable_track_cache(model, model_args: ModelArguments, training_args: T
     if not frozen:
         logger.info("track cache off: the vision tower or the segmenter trains")
         return False
-    base.enable_track_cache(model_args.track_cache_size)
-    logger.info("track cache on (up to %d videos): tower + segmenter run once per video", model_args.track_cache_size)
+    cache = base.enable_track_cache(model_args.track_cache_size, model_args.track_cache_dir)
+    logger.info("track cache on (up to %d videos%s): tower + segmenter run once per video",
+                model_args.track_cache_size, f", persisted in {cache.directory}" if cache.directory else "")
     return True
 
 
@@ -407,7 +408,8 @@ def _track_cache_stats(model) -> dict | None:
     cache = getattr(unwrap_model(model), "track_cache", None)
     if cache is None:
         return None
-    return {"videos": len(cache), "hits": cache.hits, "misses": cache.misses}
+    return {"videos": len(cache), "hits": cache.hits, "misses": cache.misses, "disk_hits": cache.disk_hits,
+            "directory": cache.directory}
 
 
 def main(stage: str, argv: list[str] | None = None) -> int:

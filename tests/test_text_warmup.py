@@ -1,0 +1,113 @@
+"""trajvlm.train.text_warmup: the default model's LLM reads ShapesQA prompts (scene QA, option lookup) in text."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from trajvlm.data.synthetic.__main__ import main as synth_main
+from trajvlm.model.processing_trajvlm import IGNORE_INDEX
+from trajvlm.train.default_model import main as parts_main
+from trajvlm.train.text_warmup import (
+    TextBatcher,
+    answer_exact_match,
+    main,
+    option_lookup_records,
+    scene_qa_records,
+    text_warmup_records,
+)
+
+
+@pytest.fixture(scope="module")
+def shapes(tmp_path_factory):
+    out = tmp_path_factory.mktemp("shapesqa_text")
+    synth_main(["--out", str(out), "--num-videos", "12", "--seed", "5", "--quiet"])
+    return out
+
+
+@pytest.fixture(scope="module")
+def parts(shapes, tmp_path_factory):
+    out = tmp_path_factory.mktemp("parts")
+    assert parts_main(["--data", str(shapes), "--out", str(out), "--hidden", "64", "--layers", "2", "--heads", "2",
+                       "--vocab-size", "400"]) == 0
+    return out / "llm"
+
+
+def test_scene_qa_puts_the_caption_in_place_of_the_video(shapes):
+    qa = json.loads((shapes / "train_qa.json").read_text())
+    caps = {r["video"]: r["conversations"][-1]["value"] for r in json.loads((shapes / "train_captions.json").read_text())}
+    records = scene_qa_records(shapes)
+    assert len(records) == len(qa)
+    for src, rec in zip(qa, records):
+        prompt, answer = (t["value"] for t in rec["conversations"])
+        assert "<video>" not in prompt and caps[src["video"]] in prompt and src["question"] in prompt
+        letter = src["answer"]
+        assert answer == f"{src['options']['ABCD'.index(letter)].split('. ', 1)[1]} ({letter})"
+
+
+def test_scene_qa_refuses_a_question_without_caption(shapes, tmp_path):
+    for name in ("train_qa.json", "train_captions.json"):
+        (tmp_path / name).write_text((shapes / name).read_text())
+    caps = json.loads((tmp_path / "train_captions.json").read_text())
+    (tmp_path / "train_captions.json").write_text(json.dumps(caps[1:]))
+    with pytest.raises(ValueError, match="has no caption"):
+        scene_qa_records(tmp_path)
+
+
+def test_option_lookup_answers_the_option_that_says_the_text(shapes):
+    records = option_lookup_records(shapes, n=50, seed=1)
+    assert len(records) == 50 and records == option_lookup_records(shapes, n=50, seed=1)
+    letters = set()
+    for r in records:
+        prompt, answer = (t["value"] for t in r["conversations"])
+        text, letter = answer[:-4], answer[-2]
+        letters.add(letter)
+        assert f'says "{text}"' in prompt and f"\n{letter}. {text}\n" in prompt
+    assert letters == set("ABCD")
+
+
+def test_batches_supervise_only_the_answer(shapes, parts):
+    from transformers import AutoTokenizer
+
+    from trajvlm.model.processing_trajvlm import TrajVLMProcessor
+    from trajvlm.vision.processor import TrajVLMVideoProcessor
+
+    tok = AutoTokenizer.from_pretrained(parts)
+    proc = TrajVLMProcessor(tok, TrajVLMVideoProcessor(size=16, image_mean=[0.5] * 3, image_std=[0.5] * 3), "llama3")
+    records = text_warmup_records(shapes, lookups=8)
+    batcher = TextBatcher(proc, records)
+    b = batcher.batch([0, 1, 2])
+    assert b["input_ids"].shape == b["labels"].shape == b["attention_mask"].shape
+    for row, r in enumerate(records[:3]):
+        supervised = tok.decode(b["labels"][row][b["labels"][row] != IGNORE_INDEX])
+        assert r["conversations"][-1]["value"] in supervised and "Scene" not in supervised
+
+
+def test_exact_match_needs_every_answer_token():
+    labels = torch.tensor([[IGNORE_INDEX, IGNORE_INDEX, 5, 6], [IGNORE_INDEX, IGNORE_INDEX, 5, 6]])
+    logits = torch.zeros(2, 4, 10)
+    logits[0, 1, 5] = logits[0, 2, 6] = 1  # both answer tokens predicted
+    logits[1, 1, 5] = logits[1, 2, 7] = 1  # second one wrong
+    assert answer_exact_match(logits, labels).tolist() == [True, False]
+
+
+def test_main_trains_in_place_and_records_the_curve(shapes, parts, tmp_path):
+    import shutil
+
+    from safetensors.torch import load_file
+
+    llm = tmp_path / "llm"
+    shutil.copytree(parts, llm)
+    before = load_file(str(llm / "model.safetensors"))
+    assert main(["--data", str(shapes), "--llm", str(llm), "--steps", "30", "--batch", "8", "--lr", "3e-3",
+                 "--lookups", "40", "--val", "8", "--log-every", "10"]) == 0
+    record = json.loads((llm / "text_warmup.json").read_text())
+    assert record["steps"] == 30 and record["log"][-1]["step"] == 30
+    assert [r["step"] for r in record["log"]] == [10, 20, 30]
+    assert record["log"][-1]["loss"] < record["log"][0]["loss"]
+    assert 0.0 <= record["val"]["overall"] <= 1.0 and "lookup" in record["val"]["per_category"]
+    after = load_file(str(llm / "model.safetensors"))
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    assert len(json.loads((shapes / "train_text.json").read_text())) > 40

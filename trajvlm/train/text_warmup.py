@@ -1,0 +1,218 @@
+"""Text warm-up of the default model's small Llama: it learns to read ShapesQA prompts before it sees video.
+
+    python -m trajvlm.train.text_warmup --data DIR --llm PARTS/llm [--steps 2000 --lr 3e-4 --batch 32]
+
+A real TrajVLM starts from a pretrained Llama that already reads a multiple-choice prompt and answers with an
+option's letter. The default model's 4x256 Llama starts from random weights, and trained only on video QA it
+never learned the letter (eval/results/default_model.md: a constant "C", 25 %), while on text alone the same
+LLM learns the option-letter binding at lr 3e-4 (and not at 1e-3). This step is its language pretraining, in
+the exact chat format of stage 2 so what it learns carries over:
+
+- scene QA: every QA record of the split with the video replaced by its caption ("Scene: <caption>") and the
+  answer "<option text> (<letter>)": reading an answer out of a description of the objects, then its letter;
+- option lookup: "Which option says "<text>"?" over four option texts of the split -> "<text> (<letter>)":
+  the letter binding alone.
+
+The LLM folder is overwritten in place (weights + ``text_warmup.json`` with the loss / accuracy record), and the
+records are also written to ``DATA/train_text.json`` so stage 2 can keep mixing them in.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from ..model.processing_trajvlm import IGNORE_INDEX
+from .default_model import option_text
+
+TEXT_FILE = "train_text.json"  # written into the ShapesQA folder
+ANSWER_HINT = "Answer with the option's letter from the given choices directly."
+
+
+def _options_block(options: list[str]) -> str:
+    return "\n".join(options)
+
+
+def scene_qa_records(data_dir: str | os.PathLike, split: str = "train") -> list[dict]:
+    """The split's QA records with the video replaced by its caption (text-only, answers "text (letter)")."""
+    qa = json.loads(Path(data_dir, f"{split}_qa.json").read_text())
+    captions = {r["video"]: r["conversations"][-1]["value"]
+                for r in json.loads(Path(data_dir, f"{split}_captions.json").read_text())}
+    out = []
+    for r in qa:
+        if r["video"] not in captions:
+            raise ValueError(f"{split}_qa.json record {r['id']}: its video {r['video']} has no caption")
+        prompt = f"Scene: {captions[r['video']]}\n{r['question']}\n{_options_block(r['options'])}\n{ANSWER_HINT}"
+        answer = f"{option_text(r)} ({r['answer']})"
+        out.append({"id": f"{r['id']}_text", "category": r.get("category"),
+                    "conversations": [{"from": "human", "value": prompt}, {"from": "gpt", "value": answer}]})
+    return out
+
+
+def option_lookup_records(data_dir: str | os.PathLike, split: str = "train", *, n: int = 4000,
+                          seed: int = 0) -> list[dict]:
+    """``n`` prompts "Which option says "X"?" over four distinct option texts of the split -> "X (letter)"."""
+    qa = json.loads(Path(data_dir, f"{split}_qa.json").read_text())
+    words = sorted({o.split(". ", 1)[1] for r in qa for o in r["options"]})
+    if len(words) < 4:
+        raise ValueError(f"{split}_qa.json has only {len(words)} distinct option texts; need >= 4")
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        texts = rng.sample(words, 4)
+        k = rng.randrange(4)
+        options = [f"{L}. {t}" for L, t in zip("ABCD", texts)]
+        prompt = f'Which option says "{texts[k]}"?\n{_options_block(options)}\n{ANSWER_HINT}'
+        out.append({"id": f"lookup_{i:05d}", "category": "lookup",
+                    "conversations": [{"from": "human", "value": prompt},
+                                      {"from": "gpt", "value": f"{texts[k]} ({'ABCD'[k]})"}]})
+    return out
+
+
+def text_warmup_records(data_dir: str | os.PathLike, split: str = "train", *, lookups: int = 4000,
+                        seed: int = 0) -> list[dict]:
+    records = scene_qa_records(data_dir, split) + option_lookup_records(data_dir, split, n=lookups, seed=seed)
+    random.Random(seed).shuffle(records)
+    return records
+
+
+class TextBatcher:
+    """Records -> padded (input_ids, attention_mask, labels) batches through the processor's chat template
+    (the same tokens stage 2 sees: labels only on the assistant reply)."""
+
+    def __init__(self, processor, records: list[dict]):
+        self.items = [processor.tokenize_conversation(r["conversations"]) for r in records]
+        self.categories = [r.get("category") for r in records]
+        self.pad_id = processor.tokenizer.pad_token_id
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def batch(self, index: list[int]) -> dict[str, torch.Tensor]:
+        n = max(len(self.items[i].input_ids) for i in index)
+        ids = torch.full((len(index), n), self.pad_id, dtype=torch.long)  # (B,L), right-padded
+        labels = torch.full((len(index), n), IGNORE_INDEX, dtype=torch.long)
+        mask = torch.zeros((len(index), n), dtype=torch.long)
+        for row, i in enumerate(index):
+            item = self.items[i]
+            ids[row, : len(item.input_ids)] = torch.tensor(item.input_ids)
+            labels[row, : len(item.labels)] = torch.tensor(item.labels)
+            mask[row, : len(item.input_ids)] = 1
+        return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+def answer_exact_match(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """logits (B,L,V), labels (B,L) -> (B,) bool: every supervised token is the argmax (teacher-forced)."""
+    pred = logits[:, :-1].argmax(-1)  # (B,L-1) predicts position t+1
+    gold = labels[:, 1:]
+    ok = (pred == gold) | (gold == IGNORE_INDEX)
+    return ok.all(-1)
+
+
+@torch.no_grad()
+def evaluate(lm, batcher: TextBatcher, batch_size: int = 64) -> dict:
+    """Teacher-forced exact match of the whole answer ("text (letter)"), overall and per category."""
+    lm.eval()
+    hits: dict[str, list[bool]] = {}
+    for s in range(0, len(batcher), batch_size):
+        index = list(range(s, min(s + batch_size, len(batcher))))
+        b = batcher.batch(index)
+        ok = answer_exact_match(lm(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits, b["labels"])
+        for i, v in zip(index, ok.tolist()):
+            hits.setdefault(batcher.categories[i] or "all", []).append(v)
+    lm.train()
+    total = sum(len(v) for v in hits.values())
+    return {"overall": sum(sum(v) for v in hits.values()) / total,
+            "per_category": {c: sum(v) / len(v) for c, v in sorted(hits.items())}, "n": total}
+
+
+def warm_up(lm, train: TextBatcher, val: TextBatcher | None, *, steps: int, lr: float, batch_size: int,
+            warmup: int = 50, max_minutes: float | None = None, log_every: int = 100, seed: int = 0) -> dict:
+    """AdamW + linear warm-up + cosine to 10 % over ``steps``; returns the loss / accuracy record."""
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
+    opt = torch.optim.AdamW(lm.parameters(), lr=lr, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warmup) * (0.1 + 0.45 * (1 + math.cos(math.pi * min(s, steps) / steps))))
+    lm.train()
+    log, order, t0, done = [], [], time.time(), 0
+    for step in range(1, steps + 1):
+        if len(order) < batch_size:
+            order += rng.sample(range(len(train)), len(train))
+        b = train.batch([order.pop() for _ in range(batch_size)])
+        out = lm(**b)
+        out.loss.backward()
+        torch.nn.utils.clip_grad_norm_(lm.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        done = step
+        if step % log_every == 0 or step == steps:
+            acc = answer_exact_match(out.logits.detach(), b["labels"]).float().mean().item()
+            row = {"step": step, "loss": round(out.loss.item(), 4), "batch_exact_match": round(acc, 3),
+                   "minutes": round((time.time() - t0) / 60, 2)}
+            log.append(row)
+            print(json.dumps(row), flush=True)
+        if max_minutes is not None and time.time() - t0 > max_minutes * 60:
+            print(f"time budget of {max_minutes} min reached at step {step}", flush=True)
+            break
+    record = {"steps": done, "lr": lr, "batch_size": batch_size, "train_seconds": round(time.time() - t0, 1),
+              "log": log}
+    if val is not None:
+        record["val"] = evaluate(lm, val)
+    return record
+
+
+def main(argv: list[str] | None = None) -> int:
+    from transformers import AutoTokenizer, LlamaForCausalLM
+
+    from ..model.processing_trajvlm import TrajVLMProcessor
+    from ..vision.processor import TrajVLMVideoProcessor
+
+    p = argparse.ArgumentParser(prog="python -m trajvlm.train.text_warmup", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", required=True, help="ShapesQA folder (train split for training, val for the record)")
+    p.add_argument("--llm", required=True, help="LLM folder (weights + tokenizer); overwritten in place")
+    p.add_argument("--chat-template", default="llama3")
+    p.add_argument("--steps", type=int, default=2000)
+    p.add_argument("--lr", type=float, default=3e-4)
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--lookups", type=int, default=4000, help="option-lookup prompts added to the scene QA")
+    p.add_argument("--max-minutes", type=float, default=None)
+    p.add_argument("--log-every", type=int, default=100)
+    p.add_argument("--val", type=int, default=400, help="val records for the final held-out accuracy (0 = none)")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    tok = AutoTokenizer.from_pretrained(args.llm)
+    lm = LlamaForCausalLM.from_pretrained(args.llm)
+    # the processor only renders text here; its video processor is never used
+    proc = TrajVLMProcessor(tok, TrajVLMVideoProcessor(size=16, image_mean=[0.5] * 3, image_std=[0.5] * 3),
+                            args.chat_template)
+    records = text_warmup_records(args.data, lookups=args.lookups, seed=args.seed)
+    Path(args.data, TEXT_FILE).write_text(json.dumps(records))
+    val = None
+    if args.val:
+        val_records = (scene_qa_records(args.data, "val")[: args.val]
+                       + option_lookup_records(args.data, "val", n=args.val // 4, seed=args.seed + 1))
+        val = TextBatcher(proc, val_records)
+    print(f"{len(records)} text records -> {Path(args.data, TEXT_FILE)}; warming up {args.llm}", flush=True)
+    record = warm_up(lm, TextBatcher(proc, records), val, steps=args.steps, lr=args.lr, batch_size=args.batch,
+                     max_minutes=args.max_minutes, log_every=args.log_every, seed=args.seed)
+    lm.save_pretrained(args.llm)
+    Path(args.llm, "text_warmup.json").write_text(json.dumps(record, indent=1))
+    if val is not None:
+        print("held-out (val) teacher-forced answer exact match:", json.dumps(record["val"]), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
