@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Rebuild the built-in default model (trajvlm/assets/default_model) from nothing, on CPU:
 #   ShapesQA data -> segmenter pretraining (ConvBackbone + TrajTok segmenter, Hungarian mask loss)
-#   -> tokenizer + small Llama + stage-2 data -> stage 1 (pretrain_trajvlm.py, DeepSpeed ZeRO-2)
+#   -> tokenizer + small Llama + stage-2 data -> the Llama's text warm-up (trajvlm.train.text_warmup: scene QA
+#   from captions + option lookup, so it reads a multiple-choice prompt before it sees video)
+#   -> stage 1 (pretrain_trajvlm.py, DeepSpeed ZeRO-2)
 #   -> stage 2 (finetune_trajvlm.py, DeepSpeed ZeRO-2) -> held-out test accuracy -> copy into the package.
 #
 #   bash scripts/build_default_model.sh                          # everything, in runs/default_model
@@ -11,11 +13,13 @@
 #       # stage 2 capped at the same wall-clock as the TrajVLM run (eval/results/accuracy.md)
 #
 # The vision tower and the segmenter are frozen after step 2, so the trainer caches each video's trajectories
-# (trajvlm.trajtok.cache) and later epochs only run the trajectory encoder, projector and LLM.
+# (trajvlm.trajtok.cache) in WORK/track_cache: stage 1 tracks every video once, stage 2 (and any rebuild with the
+# same segmenter) reads them back, and later epochs only run the trajectory encoder, projector and LLM.
 # Each step is skipped when its output exists (delete the folder to redo it); SEGMENTER=DIR reuses a segmenter
 # trained earlier by scripts/train_segmenter.py (DIR/backbone + DIR/trajtok). Knobs (environment): WORK,
-# NUM_VIDEOS, SEG_STEPS, SEG_MINUTES, STAGE1_STEPS, STAGE2_STEPS, STAGE2_MINUTES, BATCH, NUM_FRAMES, ROI_SIZE,
-# CONNECTOR (trajtok | patch), MASTER_PORT, INSTALL (1 = copy into assets).
+# NUM_VIDEOS, SEG_STEPS, SEG_MINUTES, TEXT_STEPS, TEXT_MINUTES, STAGE1_STEPS, STAGE2_STEPS, STAGE2_MINUTES,
+# STAGE2_LLM_LR, STAGE2_CONNECTOR_LR, BATCH, NUM_FRAMES, ROI_SIZE, CONNECTOR (trajtok | patch), MASTER_PORT,
+# INSTALL (1 = copy into assets).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
@@ -26,9 +30,13 @@ DATA=${DATA:-$WORK/shapesqa}
 NUM_VIDEOS=${NUM_VIDEOS:-2500}
 SEG_STEPS=${SEG_STEPS:-600}
 SEG_MINUTES=${SEG_MINUTES:-30}
+TEXT_STEPS=${TEXT_STEPS:-3000}
+TEXT_MINUTES=${TEXT_MINUTES:-45}
 STAGE1_STEPS=${STAGE1_STEPS:-40}
 STAGE2_STEPS=${STAGE2_STEPS:-1200}
 STAGE2_MINUTES=${STAGE2_MINUTES:-}
+STAGE2_LLM_LR=${STAGE2_LLM_LR:-3e-4}
+STAGE2_CONNECTOR_LR=${STAGE2_CONNECTOR_LR:-1e-3}
 BATCH=${BATCH:-16}
 NUM_FRAMES=${NUM_FRAMES:-16}
 ROI_SIZE=${ROI_SIZE:-4}
@@ -55,6 +63,12 @@ if [ ! -d "$WORK/parts/llm" ] || [ ! -f "$DATA/train_sft.json" ]; then
   $PY -m trajvlm.train.default_model --data "$DATA" --out "$WORK/parts"
 fi
 
+if [ ! -f "$WORK/parts/llm/text_warmup.json" ]; then
+  stamp "3b/7 the Llama's text warm-up ($TEXT_STEPS steps, <= $TEXT_MINUTES min, lr 3e-4)"
+  $PY -m trajvlm.train.text_warmup --data "$DATA" --llm "$WORK/parts/llm" --steps "$TEXT_STEPS" \
+      --max-minutes "$TEXT_MINUTES" --batch 16 --lr 3e-4
+fi
+
 # TrajTok = the pretrained segmenter's config + box-aligned RoI features (shape) for the trajectory encoder
 $PY - "$SEG/trajtok/config.json" "$WORK/trajtok_config.json" "$ROI_SIZE" <<'PYEOF'
 import json, sys
@@ -65,7 +79,7 @@ PYEOF
 CONNECTOR_ARGS=(--connector "$CONNECTOR")
 if [ "$CONNECTOR" = trajtok ]; then
   CONNECTOR_ARGS+=(--init_trajtok "$SEG/trajtok" --trajtok_config "$WORK/trajtok_config.json" --token_budget 16
-                   --freeze_segmenter True)
+                   --freeze_segmenter True --track_cache_dir "$WORK/track_cache")
 fi
 
 if [ ! -f "$WORK/stage1/model.safetensors" ]; then
@@ -83,12 +97,12 @@ if [ ! -f "$WORK/stage2/model.safetensors" ]; then
   stamp "5/7 stage 2: finetune LLM + trajectory encoder + projector (segmenter frozen), ZeRO-2"
   EXTRA=()
   if [ -n "$STAGE2_MINUTES" ]; then EXTRA+=(--max_train_minutes "$STAGE2_MINUTES"); fi
-  if [ "$CONNECTOR" = trajtok ]; then EXTRA+=(--freeze_segmenter True); fi
+  if [ "$CONNECTOR" = trajtok ]; then EXTRA+=(--freeze_segmenter True --track_cache_dir "$WORK/track_cache"); fi
   $DS --master_port "$MASTER_PORT" scripts/finetune_trajvlm.py --deepspeed scripts/zero2.json \
       --model_name_or_path "$WORK/stage1" "${EXTRA[@]}" \
       --data_path "$DATA/train_sft.json" --video_folder "$DATA" --num_frames "$NUM_FRAMES" \
       --output_dir "$WORK/stage2" --max_steps "$STAGE2_STEPS" --per_device_train_batch_size "$BATCH" \
-      --learning_rate 1e-3 --connector_lr 1e-3 --seg_loss_weight 0 --warmup_steps 30 \
+      --learning_rate "$STAGE2_LLM_LR" --connector_lr "$STAGE2_CONNECTOR_LR" --seg_loss_weight 0 --warmup_steps 30 \
       --lr_scheduler_type cosine --weight_decay 0.0 --logging_steps 25 --save_steps 200 --save_total_limit 1 \
       --seed 0
 fi

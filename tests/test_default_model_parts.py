@@ -24,7 +24,7 @@ def test_text_then_letter_keeps_the_letter_parseable(shapes):
         new = text_then_letter(r)
         answer = new["conversations"][-1]["value"]
         option = r["options"]["ABCD".index(r["answer"])].split(". ", 1)[1]
-        assert answer == f"{option} ({r['answer']})"
+        assert answer == f" {option} ({r['answer']})"
         assert parse_letter(answer) == r["answer"]
         assert r["conversations"][-1]["value"] == r["answer"]  # the input record is not modified
 

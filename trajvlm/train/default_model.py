@@ -42,8 +42,19 @@ def option_text(record: dict) -> str:
     return record["options"]["ABCD".index(record["answer"])].split(". ", 1)[1]
 
 
+def answer_text(text: str, letter: str) -> str:
+    """The default model's answer to a multiple-choice question: " <option text> (<letter>)".
+
+    The leading space is deliberate: the Llama tokenizer marks a word that follows a space ("A. red" -> "▁red")
+    differently from one at the start of a message ("red" -> "r", "ed"), so without it the answer's words and the
+    option's words are different tokens and a from-scratch LLM must first learn they are the same word before it
+    can find the option's letter.
+    """
+    return f" {text} ({letter})"
+
+
 def text_then_letter(record: dict) -> dict:
-    """A ShapesQA QA record with the answer rewritten as the option's text, then its letter: "red (B)".
+    """A ShapesQA QA record with the answer rewritten as the option's text, then its letter: " red (B)".
 
     The tiny from-scratch LLM learns far faster this way: recalling the attribute ("red") is the visual
     lookup, and finding the letter of the option that says "red" is then a copy from the prompt. The letter is
@@ -52,7 +63,7 @@ def text_then_letter(record: dict) -> dict:
     """
     out = dict(record)
     turns = [dict(t) for t in record["conversations"]]
-    turns[-1]["value"] = f"{option_text(record)} ({record['answer']})"
+    turns[-1]["value"] = answer_text(option_text(record), record["answer"])
     out["conversations"] = turns
     return out
 
