@@ -13,12 +13,13 @@
 #       # stage 2 capped at the same wall-clock as the TrajVLM run (eval/results/accuracy.md)
 #
 # The vision tower and the segmenter are frozen after step 2, so the trainer caches each video's trajectories
-# (trajvlm.trajtok.cache) in WORK/track_cache: stage 1 tracks every video once, stage 2 (and any rebuild with the
-# same segmenter) reads them back, and later epochs only run the trajectory encoder, projector and LLM.
+# (trajvlm.trajtok.cache) in TRACK_CACHE (default WORK/track_cache; a subfolder per segmenter fingerprint, so
+# builds may share one): stage 1 tracks the videos it sees once, stage 2 (and any rebuild with the same
+# segmenter) reads them back, and later epochs only run the trajectory encoder, projector and LLM.
 # Each step is skipped when its output exists (delete the folder to redo it); SEGMENTER=DIR reuses a segmenter
 # trained earlier by scripts/train_segmenter.py (DIR/backbone + DIR/trajtok). Knobs (environment): WORK,
 # NUM_VIDEOS, SEG_STEPS, SEG_MINUTES, TEXT_STEPS, TEXT_MINUTES, STAGE1_STEPS, STAGE2_STEPS, STAGE2_MINUTES,
-# STAGE2_LLM_LR, STAGE2_CONNECTOR_LR, BATCH, NUM_FRAMES, ROI_SIZE, CONNECTOR (trajtok | patch), MASTER_PORT,
+# STAGE2_LLM_LR, STAGE2_CONNECTOR_LR, TRACK_CACHE, BATCH, NUM_FRAMES, ROI_SIZE, CONNECTOR (trajtok | patch), MASTER_PORT,
 # INSTALL (1 = copy into assets).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,8 +31,8 @@ DATA=${DATA:-$WORK/shapesqa}
 NUM_VIDEOS=${NUM_VIDEOS:-2500}
 SEG_STEPS=${SEG_STEPS:-600}
 SEG_MINUTES=${SEG_MINUTES:-30}
-TEXT_STEPS=${TEXT_STEPS:-3000}
-TEXT_MINUTES=${TEXT_MINUTES:-45}
+TEXT_STEPS=${TEXT_STEPS:-2500}
+TEXT_MINUTES=${TEXT_MINUTES:-30}
 STAGE1_STEPS=${STAGE1_STEPS:-40}
 STAGE2_STEPS=${STAGE2_STEPS:-1200}
 STAGE2_MINUTES=${STAGE2_MINUTES:-}
@@ -44,6 +45,7 @@ CONNECTOR=${CONNECTOR:-trajtok}
 MASTER_PORT=${MASTER_PORT:-29731}
 INSTALL=${INSTALL:-1}
 SEG=${SEGMENTER:-$WORK/segmenter}
+TRACK_CACHE=${TRACK_CACHE:-$WORK/track_cache}
 mkdir -p "$WORK"
 stamp() { echo "[$(date +%H:%M:%S)] $*"; }
 T0=$(date +%s)
@@ -59,14 +61,14 @@ if [ ! -d "$SEG/trajtok" ]; then
 fi
 
 if [ ! -d "$WORK/parts/llm" ] || [ ! -f "$DATA/train_sft.json" ]; then
-  stamp "3/7 tokenizer + Llama 4x256 + stage-2 data (QA answered 'text (letter)' + captions)"
+  stamp "3/7 tokenizer + Llama 4x256 + stage-2 data (QA answered ' text (letter)' + captions + option lookups)"
   $PY -m trajvlm.train.default_model --data "$DATA" --out "$WORK/parts"
 fi
 
 if [ ! -f "$WORK/parts/llm/text_warmup.json" ]; then
-  stamp "3b/7 the Llama's text warm-up ($TEXT_STEPS steps, <= $TEXT_MINUTES min, lr 3e-4)"
+  stamp "3b/7 the Llama's text warm-up: option lookups ($TEXT_STEPS steps, <= $TEXT_MINUTES min, lr 3e-4)"
   $PY -m trajvlm.train.text_warmup --data "$DATA" --llm "$WORK/parts/llm" --steps "$TEXT_STEPS" \
-      --max-minutes "$TEXT_MINUTES" --batch 16 --lr 3e-4
+      --max-minutes "$TEXT_MINUTES" --batch 32 --lr 3e-4
 fi
 
 # TrajTok = the pretrained segmenter's config + box-aligned RoI features (shape) for the trajectory encoder
@@ -79,7 +81,7 @@ PYEOF
 CONNECTOR_ARGS=(--connector "$CONNECTOR")
 if [ "$CONNECTOR" = trajtok ]; then
   CONNECTOR_ARGS+=(--init_trajtok "$SEG/trajtok" --trajtok_config "$WORK/trajtok_config.json" --token_budget 16
-                   --freeze_segmenter True --track_cache_dir "$WORK/track_cache")
+                   --freeze_segmenter True --track_cache_dir "$TRACK_CACHE")
 fi
 
 if [ ! -f "$WORK/stage1/model.safetensors" ]; then
@@ -97,7 +99,7 @@ if [ ! -f "$WORK/stage2/model.safetensors" ]; then
   stamp "5/7 stage 2: finetune LLM + trajectory encoder + projector (segmenter frozen), ZeRO-2"
   EXTRA=()
   if [ -n "$STAGE2_MINUTES" ]; then EXTRA+=(--max_train_minutes "$STAGE2_MINUTES"); fi
-  if [ "$CONNECTOR" = trajtok ]; then EXTRA+=(--freeze_segmenter True --track_cache_dir "$WORK/track_cache"); fi
+  if [ "$CONNECTOR" = trajtok ]; then EXTRA+=(--freeze_segmenter True --track_cache_dir "$TRACK_CACHE"); fi
   $DS --master_port "$MASTER_PORT" scripts/finetune_trajvlm.py --deepspeed scripts/zero2.json \
       --model_name_or_path "$WORK/stage1" "${EXTRA[@]}" \
       --data_path "$DATA/train_sft.json" --video_folder "$DATA" --num_frames "$NUM_FRAMES" \

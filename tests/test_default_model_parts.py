@@ -47,3 +47,11 @@ def test_main_writes_tokenizer_llm_and_data(shapes, tmp_path):
     assert lm.config.vocab_size == len(tok) and tok.convert_tokens_to_ids("<video>") != tok.unk_token_id
     assert len(tok.tokenize("user")) == 1 and len(tok.tokenize("assistant")) == 1
     assert len(json.loads((shapes / "train_sft.json").read_text())) > 0
+
+
+def test_sft_records_mix_in_text_only_option_lookups(shapes):
+    plain = sft_records(shapes, seed=1)
+    mixed = sft_records(shapes, lookups=12, seed=1)
+    extra = [r for r in mixed if r["id"].startswith("lookup_")]
+    assert len(mixed) == len(plain) + 12 and len(extra) == 12
+    assert all("video" not in r and "<video>" not in r["conversations"][0]["value"] for r in extra)

@@ -3,7 +3,7 @@
     python -m trajvlm.train.default_model --data DIR --out PARTS [--hidden 256 --layers 4 --heads 4]
 
 writes ``PARTS/llm`` (LlamaForCausalLM, randomly initialised, + its tokenizer) and ``DATA/train_sft.json`` (the
-stage-2 data: QA records answered "text (letter)" + caption records, see ``sft_records``). The tokenizer is a
+stage-2 data: QA records answered " text (letter)" + caption records + option lookups, see ``sft_records``). The tokenizer is a
 SentencePiece BPE trained in-process on the train split's captions and QA turns, so every ShapesQA word and
 each option letter is a single token. The vision tower and TrajTok come from scripts/train_segmenter.py; the
 whole recipe is scripts/build_default_model.sh.
@@ -68,14 +68,20 @@ def text_then_letter(record: dict) -> dict:
     return out
 
 
-def sft_records(data_dir: str | os.PathLike, split: str = "train", *, seed: int = 0) -> list[dict]:
-    """Stage-2 data of the default model: every QA record of the split (answers as ``text_then_letter``) and
-    every caption record, shuffled, single-turn (as in evaluation)."""
+def sft_records(data_dir: str | os.PathLike, split: str = "train", *, lookups: int = 0,
+                seed: int = 0) -> list[dict]:
+    """Stage-2 data of the default model: every QA record of the split (answers as ``text_then_letter``), every
+    caption record and ``lookups`` text-only option lookups (trajvlm.train.text_warmup: they keep the letter
+    binding the LLM learned in its text warm-up), shuffled, single-turn (as in evaluation)."""
     import random
+
+    from .text_warmup import option_lookup_records
 
     qa = json.loads(Path(data_dir, f"{split}_qa.json").read_text())
     captions = json.loads(Path(data_dir, f"{split}_captions.json").read_text())
     records = [text_then_letter(r) for r in qa] + captions
+    if lookups:
+        records += option_lookup_records(data_dir, split, n=lookups, seed=seed + 1000)
     random.Random(seed).shuffle(records)
     return records
 
@@ -106,11 +112,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--hidden", type=int, default=256)
     p.add_argument("--layers", type=int, default=4)
     p.add_argument("--heads", type=int, default=4)
+    p.add_argument("--stage2-lookups", type=int, default=2000,
+                   help="text-only option lookups mixed into the stage-2 data")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
-    records = sft_records(args.data, seed=args.seed)
+    records = sft_records(args.data, lookups=args.stage2_lookups, seed=args.seed)
     Path(args.data, SFT_FILE).write_text(json.dumps(records))
-    print(f"{len(records)} stage-2 records (QA answered 'text (letter)' + captions) -> {Path(args.data, SFT_FILE)}")
+    print(f"{len(records)} stage-2 records (QA answered ' text (letter)' + captions + {args.stage2_lookups} option "
+          f"lookups) -> {Path(args.data, SFT_FILE)}")
     tok = train_tokenizer(shapesqa_corpus(args.data), vocab_size=args.vocab_size)
     lm = build_llm(tok, hidden=args.hidden, layers=args.layers, heads=args.heads, seed=args.seed)
     out = Path(args.out, "llm")
