@@ -181,3 +181,18 @@ def test_persistent_cache_refuses_a_foreign_file(tmp_path):
     save_file({"x": torch.zeros(2)}, str(tmp_path / "abc.safetensors"))
     with pytest.raises(ValueError, match="not a cached track file"):
         cache.get("abc")
+
+
+def test_persistent_cache_folder_survives_a_save_load_round_trip(tmp_path):
+    """Stage 2 loads stage 1's checkpoint: same frozen parts -> same folder (config bookkeeping such as the
+    dtype a save fills in must not change it)."""
+    from trajvlm.testing import build_tiny_trajvlm
+
+    built, _ = build_tiny_trajvlm(tmp_path / "saved", connector="trajtok")
+    loaded = AutoModelForImageTextToText.from_pretrained(tmp_path / "saved")
+    folders = []
+    for model in (built, loaded):
+        _freeze_tower_and_segmenter(model)
+        folders.append(model.enable_track_cache(directory=str(tmp_path / "cache")).directory)
+        model.disable_track_cache()
+    assert folders[0] == folders[1]

@@ -262,9 +262,12 @@ class TrajVLMForConditionalGeneration(TrajVLMPreTrainedModel, GenerationMixin):
         if trainable:
             raise ValueError(f"enable_track_cache: the vision tower and segmenter must be frozen; trainable: {trainable[:3]}")
         if directory is not None:
+            # the config without its bookkeeping fields ("dtype" is filled in by a save/load round trip and the
+            # weights' dtype is in the digest anyway), so stage 2 loading stage 1's checkpoint finds its tracks
+            config = {k: v for k, v in self.config.trajtok_config.to_dict().items() if k not in _CONFIG_BOOKKEEPING}
             fingerprint = state_fingerprint(
                 self.vision_tower.state_dict(), self.connector.segmenter.state_dict(),
-                json.dumps(self.config.trajtok_config.to_dict(), sort_keys=True, default=str))
+                json.dumps(config, sort_keys=True, default=str))
             directory = os.path.join(directory, fingerprint)
         self.track_cache = TrackCache(max_videos, directory)
         return self.track_cache
@@ -624,6 +627,9 @@ class TrajVLMForConditionalGeneration(TrajVLMPreTrainedModel, GenerationMixin):
         from .build import from_parts
 
         return from_parts(vision, llm, **kwargs)
+
+
+_CONFIG_BOOKKEEPING = ("transformers_version", "dtype", "torch_dtype", "_name_or_path", "architectures")
 
 
 def _short_list(keys: Sequence[str], limit: int = 10) -> str:
