@@ -60,12 +60,16 @@ def test_option_lookup_answers_the_option_that_says_the_text(shapes):
     records = option_lookup_records(shapes, n=50, seed=1)
     assert len(records) == 50 and records == option_lookup_records(shapes, n=50, seed=1)
     letters = set()
-    for r in records:
+    for i, r in enumerate(records):
         prompt, answer = (t["value"] for t in r["conversations"])
         text, letter = answer[1:-4], answer[-2]
         assert answer.startswith(" ")
         letters.add(letter)
-        assert f'says "{text}"' in prompt and f"\n{letter}. {text}\n" in prompt
+        assert f"\n{letter}. {text}\n" in prompt
+        if i % 2 == 0:  # named
+            assert f'says "{text}"' in prompt and r["category"] == "lookup"
+        else:  # open: the text appears only as an option
+            assert f'"{text}"' not in prompt and "any option" in prompt and r["category"] == "open_lookup"
     assert letters == set("ABCD")
 
 
@@ -85,6 +89,19 @@ def test_batches_supervise_only_the_answer(shapes, parts):
     for row, r in enumerate(records[:3]):
         supervised = tok.decode(b["labels"][row][b["labels"][row] != IGNORE_INDEX])
         assert r["conversations"][-1]["value"].strip() in supervised and "Scene" not in supervised
+
+
+def test_letter_correct_reads_the_last_letter_position():
+    from trajvlm.train.text_warmup import letter_correct
+
+    letters = torch.tensor([3, 4])
+    labels = torch.tensor([[IGNORE_INDEX, 7, 3, 8], [IGNORE_INDEX, 7, 4, 8]])  # letter at position 2
+    logits = torch.zeros(2, 4, 10)
+    logits[0, 1, 3] = 1  # predicts the letter (position 2) from position 1: right
+    logits[1, 1, 3] = 1  # wrong letter
+    assert letter_correct(logits, labels, letters).tolist() == [True, False]
+    with pytest.raises(ValueError, match="without an option letter"):
+        letter_correct(logits, torch.full((2, 4), 7), letters)
 
 
 def test_exact_match_needs_every_answer_token():
@@ -109,7 +126,8 @@ def test_main_trains_in_place_and_records_the_curve(shapes, parts, tmp_path):
     assert record["steps"] == 30 and record["log"][-1]["step"] == 30
     assert [r["step"] for r in record["log"]] == [10, 20, 30]
     assert record["log"][-1]["loss"] < record["log"][0]["loss"]
-    assert 0.0 <= record["val"]["overall"] <= 1.0 and list(record["val"]["per_category"]) == ["lookup"]
+    assert 0.0 <= record["val"]["letter"] <= 1.0
+    assert list(record["val"]["per_category"]) == ["lookup", "open_lookup"]
     after = load_file(str(llm / "model.safetensors"))
     assert any(not torch.equal(before[k], after[k]) for k in before)
     assert len(json.loads((shapes / "train_text.json").read_text())) == 40  # lookups only by default
