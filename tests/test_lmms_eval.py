@@ -228,8 +228,8 @@ class TrajVLMOracle(TrajVLMLmms):
         assert logprob <= 0.0, logprob
         answer = str(req.doc["answer"])
         correct = {answer}  # the letter (shapesqa_mc) ...
-        if answer in LETTERS and "options" in req.doc:  # ... or its option text, "B. red" -> " red" (shapesqa_cloze)
-            correct.add(" " + req.doc["options"][LETTERS.index(answer)].split(". ", 1)[1])
+        if answer in LETTERS and "options" in req.doc:  # ... or its option text, "B. red" -> "red" (shapesqa_cloze)
+            correct.add(req.doc["options"][LETTERS.index(answer)].split(". ", 1)[1])
         right = (continuation in correct) == (self.oracle == "correct")
         return (-0.1, True) if right else (-9.0, False)
 '''

@@ -447,8 +447,8 @@ def test_shapesqa_scoring():
     assert utils.shapesqa_mc_process_results({**doc, "answer": "B"}, results)["shapesqa_mc_acc"] == 1.0
     assert utils.shapesqa_mc_process_results(doc, results) == {"shapesqa_mc_acc": 0.0, "shapesqa_mc_counting_acc": 0.0}
     # cloze: the choices are the option texts; the highest log p(text) wins, scored under its own metric names
-    assert utils.shapesqa_cloze_doc_to_choice(doc) == [" 1", " 2", " 3", " 4"]
-    assert utils.shapesqa_cloze_doc_to_choice({"options": ["A. a red circle", "B. 2. left"]}) == [" a red circle", " 2. left"]
+    assert utils.shapesqa_cloze_doc_to_choice(doc) == ["1", "2", "3", "4"]
+    assert utils.shapesqa_cloze_doc_to_choice({"options": ["A. a red circle", "B. 2. left"]}) == ["a red circle", "2. left"]
     with pytest.raises(ValueError, match="'red'"):
         utils.shapesqa_cloze_doc_to_choice({"options": ["red"]})
     cloze = [(-4.0, False), "(-6.5, False)", "(-1.25, True)", (float("-inf"), False)]

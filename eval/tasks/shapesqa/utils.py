@@ -56,9 +56,7 @@ def shapesqa_option_text(option: str) -> str:
 
 
 def shapesqa_cloze_doc_to_choice(doc):
-    # " red": the default model answers " <option text> (<letter>)" (trajvlm.train.default_model.answer_text); with
-    # the space the continuation is the same tokens as the option's words in the prompt
-    return [" " + shapesqa_option_text(option) for option in doc["options"]]
+    return [shapesqa_option_text(option) for option in doc["options"]]
 
 
 def shapesqa_doc_to_target_index(doc):
