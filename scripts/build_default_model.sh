@@ -18,7 +18,7 @@
 # segmenter) reads them back, and later epochs only run the trajectory encoder, projector and LLM.
 # Each step is skipped when its output exists (delete the folder to redo it); SEGMENTER=DIR reuses a segmenter
 # trained earlier by scripts/train_segmenter.py (DIR/backbone + DIR/trajtok). Knobs (environment): WORK,
-# NUM_VIDEOS, SEG_STEPS, SEG_MINUTES, TEXT_STEPS, TEXT_MINUTES, STAGE1_STEPS, STAGE2_STEPS, STAGE2_MINUTES,
+# NUM_VIDEOS, SEG_STEPS, SEG_MINUTES, TEXT_STEPS, TEXT_MINUTES, TEXT_LR, STAGE1_STEPS, STAGE2_STEPS, STAGE2_MINUTES,
 # STAGE2_LLM_LR, STAGE2_CONNECTOR_LR, TRACK_CACHE, BATCH, NUM_FRAMES, ROI_SIZE, CONNECTOR (trajtok | patch), MASTER_PORT,
 # INSTALL (1 = copy into assets).
 set -euo pipefail
@@ -31,8 +31,9 @@ DATA=${DATA:-$WORK/shapesqa}
 NUM_VIDEOS=${NUM_VIDEOS:-2500}
 SEG_STEPS=${SEG_STEPS:-600}
 SEG_MINUTES=${SEG_MINUTES:-30}
-TEXT_STEPS=${TEXT_STEPS:-2500}
+TEXT_STEPS=${TEXT_STEPS:-3000}
 TEXT_MINUTES=${TEXT_MINUTES:-30}
+TEXT_LR=${TEXT_LR:-5e-4}
 STAGE1_STEPS=${STAGE1_STEPS:-40}
 STAGE2_STEPS=${STAGE2_STEPS:-1200}
 STAGE2_MINUTES=${STAGE2_MINUTES:-}
@@ -66,9 +67,9 @@ if [ ! -d "$WORK/parts/llm" ] || [ ! -f "$DATA/train_sft.json" ]; then
 fi
 
 if [ ! -f "$WORK/parts/llm/text_warmup.json" ]; then
-  stamp "3b/7 the Llama's text warm-up: option lookups ($TEXT_STEPS steps, <= $TEXT_MINUTES min, lr 3e-4)"
+  stamp "3b/7 the Llama's text warm-up: option lookups ($TEXT_STEPS steps, <= $TEXT_MINUTES min, lr $TEXT_LR)"
   $PY -m trajvlm.train.text_warmup --data "$DATA" --llm "$WORK/parts/llm" --steps "$TEXT_STEPS" \
-      --max-minutes "$TEXT_MINUTES" --batch 32 --lr 3e-4
+      --max-minutes "$TEXT_MINUTES" --batch 32 --lr "$TEXT_LR"
 fi
 
 # TrajTok = the pretrained segmenter's config + box-aligned RoI features (shape) for the trajectory encoder
