@@ -32,6 +32,7 @@ from pathlib import Path
 
 import torch
 
+from ..data.collate import VideoTextCollator
 from ..model.processing_trajvlm import IGNORE_INDEX
 from .default_model import answer_text, option_text
 
@@ -99,27 +100,25 @@ def text_warmup_records(data_dir: str | os.PathLike, split: str = "train", *, lo
 
 class TextBatcher:
     """Records -> padded (input_ids, attention_mask, labels) batches through the processor's chat template
-    (the same tokens stage 2 sees: labels only on the assistant reply)."""
+    (the same tokens stage 2 sees: labels only on the assistant reply), right-padded by the training
+    collator (trajvlm.data.collate.VideoTextCollator)."""
 
     def __init__(self, processor, records: list[dict]):
-        self.items = [processor.tokenize_conversation(r["conversations"]) for r in records]
+        self.items = []
+        for r in records:
+            tok = processor.tokenize_conversation(r["conversations"])
+            ids = torch.tensor(tok.input_ids)  # (L,)
+            self.items.append({"input_ids": ids, "labels": torch.tensor(tok.labels),
+                               "attention_mask": torch.ones_like(ids)})
         self.categories = [r.get("category") for r in records]
-        self.pad_id = processor.tokenizer.pad_token_id
+        self.collate = VideoTextCollator(pad_token_id=processor.tokenizer.pad_token_id, padding_side="right")
 
     def __len__(self) -> int:
         return len(self.items)
 
     def batch(self, index: list[int]) -> dict[str, torch.Tensor]:
-        n = max(len(self.items[i].input_ids) for i in index)
-        ids = torch.full((len(index), n), self.pad_id, dtype=torch.long)  # (B,L), right-padded
-        labels = torch.full((len(index), n), IGNORE_INDEX, dtype=torch.long)
-        mask = torch.zeros((len(index), n), dtype=torch.long)
-        for row, i in enumerate(index):
-            item = self.items[i]
-            ids[row, : len(item.input_ids)] = torch.tensor(item.input_ids)
-            labels[row, : len(item.labels)] = torch.tensor(item.labels)
-            mask[row, : len(item.input_ids)] = 1
-        return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+        b = self.collate([self.items[i] for i in index])
+        return {k: b[k] for k in ("input_ids", "attention_mask", "labels")}  # (B,L) each
 
 
 def answer_exact_match(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
