@@ -19,7 +19,8 @@ import tempfile
 from collections import OrderedDict
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors import safe_open
+from safetensors.torch import save_file
 
 from .tracks import TrackSet
 
@@ -68,13 +69,11 @@ def _to_file(tracks: TrackSet, path: str) -> None:
 
 
 def _from_file(path: str) -> TrackSet:
-    from safetensors import safe_open
-
-    with safe_open(path, framework="pt") as f:
+    with safe_open(path, framework="pt") as f:  # one open: header check, then the tensors
         meta = f.metadata() or {}
-    if meta.get("format") != "trajvlm-trackset-v1":
-        raise ValueError(f"TrackCache: {path} is not a cached track file (format {meta.get('format')!r})")
-    t = load_file(path)
+        if meta.get("format") != "trajvlm-trackset-v1":
+            raise ValueError(f"TrackCache: {path} is not a cached track file (format {meta.get('format')!r})")
+        t = {k: f.get_tensor(k) for k in f.keys()}
     missing = {"ids", "pooled", "mass", "area", "boxes"} - set(t)
     if missing:
         raise ValueError(f"TrackCache: {path} lacks tensors {sorted(missing)}")
