@@ -148,3 +148,11 @@ def test_answer_words_tokenize_like_the_option_words(shapes, parts):
         text = r["conversations"][-1]["value"][1:-4]
         option_ids = tok(f"A. {text}", add_special_tokens=False).input_ids[2:]  # after "A", "."
         assert answer[: len(option_ids)] == option_ids, (tok.convert_ids_to_tokens(answer), text)
+
+
+def test_lookups_refuse_a_missing_or_too_small_data_folder(tmp_path):
+    with pytest.raises(FileNotFoundError, match="train_qa.json"):
+        option_lookup_records(tmp_path / "nowhere")
+    (tmp_path / "train_qa.json").write_text(json.dumps([{"options": ["A. red", "B. up", "C. red"], "answer": "A"}]))
+    with pytest.raises(ValueError, match="only 2 distinct option texts"):
+        option_lookup_records(tmp_path)
