@@ -7,7 +7,7 @@ import json
 import pytest
 
 from trajvlm.data.synthetic.__main__ import main as synth_main
-from trajvlm.train.default_model import main, sft_records, text_then_letter
+from trajvlm.train.default_model import main, open_qa_records, sft_records, text_then_letter
 from trajvlm.train.evaluate import parse_letter
 
 
@@ -55,3 +55,29 @@ def test_sft_records_mix_in_text_only_option_lookups(shapes):
     extra = [r for r in mixed if r["id"].startswith("lookup_")]
     assert len(mixed) == len(plain) + 12 and len(extra) == 12
     assert all("video" not in r and "<video>" not in r["conversations"][0]["value"] for r in extra)
+
+
+def test_open_qa_records_ask_every_open_question_of_each_video(shapes):
+    from trajvlm.data.synthetic.questions import open_questions
+    from trajvlm.data.synthetic.scene import scene_from_dict
+
+    scenes = {d["video"]: d for d in json.loads((shapes / "train_scenes.json").read_text())}
+    records = open_qa_records(shapes, seed=1)
+    assert sorted(r["video"] for r in records) == sorted(scenes)
+    for r in records:
+        turns = r["conversations"]
+        assert [t["from"] for t in turns] == ["human", "gpt"] * (len(turns) // 2)
+        assert turns[0]["value"].startswith("<video>\n") and all("<video>" not in t["value"] for t in turns[1:])
+        asked = {(t["value"].removeprefix("<video>\n"), a["value"]) for t, a in zip(turns[::2], turns[1::2])}
+        want = {(q, f" {a}") for _, q, a in open_questions(scene_from_dict(scenes[r["video"]]))}
+        assert asked == want and len(turns) == 2 * len(want)
+    # copies in sft_records: other question orders, distinct ids
+    mixed = sft_records(shapes, open_qa=2, seed=1)
+    dense = [r for r in mixed if r.get("category") == "open_qa"]
+    assert len(dense) == 2 * len(records) and len({r["id"] for r in mixed}) == len(mixed)
+    assert len(mixed) == len(sft_records(shapes, seed=1)) + len(dense)
+
+
+def test_open_qa_records_refuse_a_folder_without_scenes(tmp_path):
+    with pytest.raises(FileNotFoundError, match="train_scenes.json"):
+        open_qa_records(tmp_path)

@@ -32,7 +32,7 @@ from trajvlm.data.synthetic import (
     scene_to_dict,
     split_of,
 )
-from trajvlm.data.synthetic.questions import ANSWER_INSTRUCTION, CATEGORIES, LETTERS
+from trajvlm.data.synthetic.questions import ANSWER_INSTRUCTION, CATEGORIES, LETTERS, Question, open_questions
 
 REPO = Path(__file__).resolve().parents[1]
 CFG = GeneratorConfig(num_videos=1, seed=3)  # defaults: 64x64, 16 frames, 64-frame needles, 20% needles
@@ -390,3 +390,34 @@ def test_cli(tmp_path, capsys):
 def test_bad_arguments_raise_value_error(kwargs):
     with pytest.raises(ValueError):
         GeneratorConfig(**{"num_videos": 2, "seed": 0, **kwargs})
+
+
+def test_open_questions_match_ground_truth(examples):
+    """Every open question's answer, re-derived from the masks / pixels as for the multiple-choice ones."""
+    seen = Counter()
+    for ex in examples:
+        asked = open_questions(ex.scene)
+        assert len({q for _, q, _ in asked}) == len(asked), "a question is asked twice"
+        for category, question, answer in asked:
+            seen[category] += 1
+            if category == "temporal_order":
+                starts = first_frames(ex.graph)
+                k = instance_by_description(ex, answer)
+                others = [s for j, s in enumerate(starts) if j != k - 1]
+                assert k is not None and others
+                if "first" in question:
+                    assert all(starts[k - 1] + 2 <= s for s in others)
+                else:
+                    assert all(starts[k - 1] - 2 >= s for s in others)
+                continue
+            # the other categories: check as a multiple-choice question whose option A is the answer
+            if category == "direction":
+                pool = list(DIRECTIONS)
+            elif category == "counting":
+                pool = [str(v) for v in range(1, 9)]
+            else:
+                pool = list(COLOURS) if "colour" in question else list(SHAPES)
+            distractors = [v for v in pool if v != answer][:3]
+            check_question(ex, Question(category, question, (answer, *distractors), 0))
+    assert set(seen) == set(CATEGORIES), seen
+    assert sum(seen.values()) > 4 * len(examples)  # dense: several facts per video

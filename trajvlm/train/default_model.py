@@ -68,11 +68,40 @@ def text_then_letter(record: dict) -> dict:
     return out
 
 
-def sft_records(data_dir: str | os.PathLike, split: str = "train", *, lookups: int = 0,
+def open_qa_records(data_dir: str | os.PathLike, split: str = "train", *, seed: int = 0) -> list[dict]:
+    """One multi-turn record per video of the split: every open question its scene answers
+    (trajvlm.data.synthetic.questions.open_questions), in random order, answered " <text>" (no options).
+
+    Dense supervision for the from-scratch LLM: a multiple-choice record spends ~60 text tokens (options, the
+    instruction, the template) on one answered fact, an open turn ~15, and a video answers ~10 of them.
+    """
+    import random
+
+    from ..data.synthetic.questions import open_questions
+    from ..data.synthetic.scene import scene_from_dict
+
+    path = Path(data_dir, f"{split}_scenes.json")
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: is {data_dir} a ShapesQA folder (python -m trajvlm.data.synthetic)?")
+    rng = random.Random(seed)
+    out = []
+    for d in json.loads(path.read_text()):
+        qs = open_questions(scene_from_dict(d))
+        rng.shuffle(qs)
+        turns = []
+        for _, question, answer in qs:
+            turns += [{"from": "human", "value": question}, {"from": "gpt", "value": f" {answer}"}]
+        turns[0]["value"] = "<video>\n" + turns[0]["value"]
+        out.append({"id": f"{d['id']}_open", "video": d["video"], "category": "open_qa", "conversations": turns})
+    return out
+
+
+def sft_records(data_dir: str | os.PathLike, split: str = "train", *, lookups: int = 0, open_qa: int = 0,
                 seed: int = 0) -> list[dict]:
     """Stage-2 data of the default model: every QA record of the split (answers as ``text_then_letter``), every
-    caption record and ``lookups`` text-only option lookups (trajvlm.train.text_warmup: they keep the letter
-    binding the LLM learned in its text warm-up), shuffled, single-turn (as in evaluation)."""
+    caption record, ``open_qa`` copies of the dense open-question records (``open_qa_records``, multi-turn) and
+    ``lookups`` text-only option lookups (trajvlm.train.text_warmup: they keep the letter binding the LLM learned
+    in its text warm-up), shuffled; all but the open-question records are single-turn (as in evaluation)."""
     import random
 
     from .text_warmup import option_lookup_records
@@ -80,6 +109,8 @@ def sft_records(data_dir: str | os.PathLike, split: str = "train", *, lookups: i
     qa = json.loads(Path(data_dir, f"{split}_qa.json").read_text())
     captions = json.loads(Path(data_dir, f"{split}_captions.json").read_text())
     records = [text_then_letter(r) for r in qa] + captions
+    for k in range(open_qa):  # each copy asks the questions in another order
+        records += [{**r, "id": f"{r['id']}{k}"} for r in open_qa_records(data_dir, split, seed=seed + k)]
     if lookups:
         records += option_lookup_records(data_dir, split, n=lookups, seed=seed + 1000)
     random.Random(seed).shuffle(records)
@@ -114,12 +145,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--heads", type=int, default=4)
     p.add_argument("--stage2-lookups", type=int, default=2000,
                    help="text-only option lookups mixed into the stage-2 data")
+    p.add_argument("--stage2-open-qa", type=int, default=0,
+                   help="copies of the dense open-question records (one multi-turn record per video, see "
+                        "open_qa_records) mixed into the stage-2 data")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
-    records = sft_records(args.data, lookups=args.stage2_lookups, seed=args.seed)
+    records = sft_records(args.data, lookups=args.stage2_lookups, open_qa=args.stage2_open_qa, seed=args.seed)
     Path(args.data, SFT_FILE).write_text(json.dumps(records))
-    print(f"{len(records)} stage-2 records (QA answered ' text (letter)' + captions + {args.stage2_lookups} option "
-          f"lookups) -> {Path(args.data, SFT_FILE)}")
+    print(f"{len(records)} stage-2 records (QA answered ' text (letter)' + captions + {args.stage2_open_qa} x open "
+          f"questions + {args.stage2_lookups} option lookups) -> {Path(args.data, SFT_FILE)}")
     tok = train_tokenizer(shapesqa_corpus(args.data), vocab_size=args.vocab_size)
     lm = build_llm(tok, hidden=args.hidden, layers=args.layers, heads=args.heads, seed=args.seed)
     out = Path(args.out, "llm")

@@ -177,6 +177,34 @@ def make_questions(scene: SceneSpec, rng: np.random.Generator, *, count_range: t
     return [q for q in qs if q is not None]
 
 
+def open_questions(scene: SceneSpec) -> list[tuple[str, str, str]]:
+    """Every open-ended (no options) question the scene answers unambiguously: (category, question, answer text).
+
+    The same facts and naming rules as `make_questions`, asked about every object instead of one: colour of each
+    uniquely shaped object, shape of each uniquely coloured one, direction of each object, the count, the first
+    (last) object to appear when it leads (trails) the next one by >= TEMPORAL_MARGIN frames; needle videos ask
+    the needle's colour and shape. Dense training data: one video answers ~10 of them (trajvlm.train.default_model).
+    """
+    objs = scene.objects
+    out: list[tuple[str, str, str]] = []
+    if scene.needle is not None:
+        o, lead = objs[scene.needle], "One object appears only briefly in the video."
+        return [("needle", f"{lead} What colour is it?", o.colour), ("needle", f"{lead} What shape is it?", o.shape)]
+    for o in objs:
+        if sum(p.shape == o.shape for p in objs) == 1:
+            out.append(("attribute", f"What colour is the {o.shape}?", o.colour))
+        if sum(p.colour == o.colour for p in objs) == 1:
+            out.append(("attribute", f"What shape is the {o.colour} object?", o.shape))
+        out.append(("direction", f"In which direction does the {o.description} move?", o.direction))
+    out.append(("counting", "How many different objects appear in the video in total?", str(len(objs))))
+    by_start = sorted(objs, key=lambda o: o.t_start)
+    if len(by_start) > 1 and by_start[1].t_start - by_start[0].t_start >= TEMPORAL_MARGIN:
+        out.append(("temporal_order", "Which object appears first in the video?", by_start[0].description))
+    if len(by_start) > 1 and by_start[-1].t_start - by_start[-2].t_start >= TEMPORAL_MARGIN:
+        out.append(("temporal_order", "Which object is the last to appear in the video?", by_start[-1].description))
+    return out
+
+
 # ----------------------------------------------------------------------------------------- captions
 def _join(items: Sequence[str]) -> str:
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
@@ -225,4 +253,4 @@ def make_caption(scene: SceneSpec, occlusions: Sequence[tuple[int, int]] = ()) -
     return " ".join(sentences)
 
 
-__all__ = ["ANSWER_INSTRUCTION", "CAPTION_PROMPT", "CATEGORIES", "LETTERS", "Question", "make_caption", "make_questions"]
+__all__ = ["ANSWER_INSTRUCTION", "CAPTION_PROMPT", "CATEGORIES", "LETTERS", "Question", "make_caption", "make_questions", "open_questions"]
