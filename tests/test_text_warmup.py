@@ -16,6 +16,8 @@ from trajvlm.train.text_warmup import (
     main,
     option_lookup_records,
     scene_qa_records,
+    scene_words,
+    scene_words_records,
     text_warmup_records,
 )
 
@@ -156,3 +158,58 @@ def test_lookups_refuse_a_missing_or_too_small_data_folder(tmp_path):
     (tmp_path / "train_qa.json").write_text(json.dumps([{"options": ["A. red", "B. up", "C. red"], "answer": "A"}]))
     with pytest.raises(ValueError, match="only 2 distinct option texts"):
         option_lookup_records(tmp_path)
+
+
+def test_scene_words_list_objects_in_order_of_appearance(shapes):
+    from trajvlm.data.synthetic.scene import scene_from_dict
+
+    for d in json.loads((shapes / "train_scenes.json").read_text()):
+        scene = scene_from_dict(d)
+        words = scene_words(scene).split(" ")
+        objs = sorted(scene.objects, key=lambda o: o.t_start)
+        assert len(words) == 3 * len(objs) + (scene.needle is not None)
+        triples = [w for w in words if w != "briefly"]
+        assert [tuple(triples[i:i + 3]) for i in range(0, len(triples), 3)] == \
+            [(o.colour, o.shape, o.direction) for o in objs]
+        if scene.needle is not None:
+            n = scene.objects[scene.needle]
+            i = words.index("briefly")
+            assert words[i - 3:i] == [n.colour, n.shape, n.direction]
+
+
+def test_scene_words_records_ask_the_open_questions_after_the_scene(shapes):
+    from trajvlm.data.synthetic.questions import open_questions
+    from trajvlm.data.synthetic.scene import scene_from_dict
+
+    scenes = json.loads((shapes / "train_scenes.json").read_text())
+    records = scene_words_records(shapes, copies=2, seed=3)
+    assert len(records) == 2 * len(scenes) and len({r["id"] for r in records}) == len(records)
+    for r in records:
+        d = next(d for d in scenes if r["id"].startswith(d["id"] + "_words"))
+        scene = scene_from_dict(d)
+        turns = r["conversations"]
+        head = f"Objects: {scene_words(scene)}\n"
+        assert turns[0]["value"].startswith(head) and "video" not in r
+        asked = {(t["value"].removeprefix(head), a["value"]) for t, a in zip(turns[::2], turns[1::2])}
+        assert asked == {(q, f" {a}") for _, q, a in open_questions(scene)}
+    with pytest.raises(FileNotFoundError, match="scenes"):
+        scene_words_records(shapes / "nope")
+
+
+def test_main_trains_on_word_scenes_alone(shapes, parts, tmp_path):
+    import shutil
+
+    llm = tmp_path / "llm"
+    shutil.copytree(parts, llm)
+    assert main(["--data", str(shapes), "--llm", str(llm), "--steps", "6", "--batch", "4", "--lookups", "0",
+                 "--scene-words", "1", "--val", "6", "--log-every", "3"]) == 0
+    record = json.loads((llm / "text_warmup.json").read_text())
+    assert [r["step"] for r in record["log"]] == [3, 6]
+    assert all("batch_letter_acc" not in r for r in record["log"])  # open answers carry no letter
+    words = record["val"]["per_category"]["scene_words"]
+    assert words["letter"] is None and 0.0 <= words["exact"] <= 1.0
+    assert record["val"]["per_category"]["lookup"]["letter"] is not None
+    train = json.loads((shapes / "train_text.json").read_text())
+    assert train and all(r["category"] == "scene_words" for r in train)
+    with pytest.raises(SystemExit):
+        main(["--data", str(shapes), "--llm", str(llm), "--lookups", "0"])
