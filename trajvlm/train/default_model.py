@@ -68,32 +68,42 @@ def text_then_letter(record: dict) -> dict:
     return out
 
 
+def load_scenes(data_dir: str | os.PathLike, split: str = "train") -> list[tuple[dict, object]]:
+    """``DATA/<split>_scenes.json`` -> [(record, SceneSpec)], in file order."""
+    from ..data.synthetic.scene import scene_from_dict
+
+    path = Path(data_dir, f"{split}_scenes.json")
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: is {data_dir} a ShapesQA folder (python -m trajvlm.data.synthetic)?")
+    return [(d, scene_from_dict(d)) for d in json.loads(path.read_text())]
+
+
+def open_qa_turns(scene, rng, head: str) -> list[dict]:
+    """Every open question of ``scene`` (trajvlm.data.synthetic.questions.open_questions) in ``rng``'s order as
+    alternating human / gpt turns answered " <text>"; ``head`` goes before the first question."""
+    from ..data.synthetic.questions import open_questions
+
+    qs = open_questions(scene)
+    rng.shuffle(qs)
+    turns = []
+    for _, question, answer in qs:
+        turns += [{"from": "human", "value": question}, {"from": "gpt", "value": f" {answer}"}]
+    turns[0]["value"] = head + turns[0]["value"]
+    return turns
+
+
 def open_qa_records(data_dir: str | os.PathLike, split: str = "train", *, seed: int = 0) -> list[dict]:
-    """One multi-turn record per video of the split: every open question its scene answers
-    (trajvlm.data.synthetic.questions.open_questions), in random order, answered " <text>" (no options).
+    """One multi-turn record per video of the split: every open question its scene answers, in random order,
+    answered " <text>" (no options; ``open_qa_turns``).
 
     Dense supervision for the from-scratch LLM: a multiple-choice record spends ~60 text tokens (options, the
     instruction, the template) on one answered fact, an open turn ~15, and a video answers ~10 of them.
     """
     import random
 
-    from ..data.synthetic.questions import open_questions
-    from ..data.synthetic.scene import scene_from_dict
-
-    path = Path(data_dir, f"{split}_scenes.json")
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: is {data_dir} a ShapesQA folder (python -m trajvlm.data.synthetic)?")
     rng = random.Random(seed)
-    out = []
-    for d in json.loads(path.read_text()):
-        qs = open_questions(scene_from_dict(d))
-        rng.shuffle(qs)
-        turns = []
-        for _, question, answer in qs:
-            turns += [{"from": "human", "value": question}, {"from": "gpt", "value": f" {answer}"}]
-        turns[0]["value"] = "<video>\n" + turns[0]["value"]
-        out.append({"id": f"{d['id']}_open", "video": d["video"], "category": "open_qa", "conversations": turns})
-    return out
+    return [{"id": f"{d['id']}_open", "video": d["video"], "category": "open_qa",
+             "conversations": open_qa_turns(scene, rng, "<video>\n")} for d, scene in load_scenes(data_dir, split)]
 
 
 def sft_records(data_dir: str | os.PathLike, split: str = "train", *, lookups: int = 0, open_qa: int = 0,

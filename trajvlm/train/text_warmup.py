@@ -17,7 +17,7 @@ the exact chat format of stage 2 so what it learns carries over:
 - word scenes (``--scene-words N``): "Objects: white circle right cyan star down briefly" (the scene's objects
   as colour-shape-direction words in order of appearance, the text stand-in for trajectory tokens) followed by
   every open question the scene answers, multi-turn, answered " <text>". The same LLM learns these fast
-  (held-out exact answers 60 % after 12 min, 72 % after 30), unlike the same facts from video tokens; see
+  (held-out exact answers 60 % after 12 min, 68 % after 20, ~70 % after 40), unlike the same facts from video tokens; see
   eval/results/default_model.md (session 4) for how a connector is then trained to write such a scene.
 
 The LLM folder is overwritten in place (weights + ``text_warmup.json`` with the loss / accuracy record), and the
@@ -39,7 +39,7 @@ import torch
 
 from ..data.collate import VideoTextCollator
 from ..model.processing_trajvlm import IGNORE_INDEX
-from .default_model import answer_text, option_text
+from .default_model import answer_text, load_scenes, open_qa_turns, option_text
 
 TEXT_FILE = "train_text.json"  # written into the ShapesQA folder
 ANSWER_HINT = "Answer with the option's letter from the given choices directly."
@@ -83,28 +83,13 @@ def scene_words_records(data_dir: str | os.PathLike, split: str = "train", *, co
     (trajvlm.data.synthetic.questions.open_questions).
 
     Measured on the default model's 4x256 Llama from scratch (batch 16, lr 5e-4, 5 copies): held-out exact answers
-    60 % after 200 steps (12 min) and 72 % after ~450 (30 min) -- reading facts out of a short text scene is learned
+    60 % after 200 steps (12 min), 68 % after 297 (20 min), ~70 % after ~580 (40 min) -- reading facts out of a short text scene is learned
     far faster than out of video tokens (eval/results/default_model.md, session 4).
     """
-    from ..data.synthetic.questions import open_questions
-    from ..data.synthetic.scene import scene_from_dict
-
-    path = Path(data_dir, f"{split}_scenes.json")
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: is {data_dir} a ShapesQA folder (python -m trajvlm.data.synthetic)?")
     rng = random.Random(seed)
-    out = []
-    for d in json.loads(path.read_text()):
-        scene = scene_from_dict(d)
-        qs = open_questions(scene)
-        for c in range(copies):
-            rng.shuffle(qs)
-            turns = []
-            for _, question, answer in qs:
-                turns += [{"from": "human", "value": question}, {"from": "gpt", "value": f" {answer}"}]
-            turns[0]["value"] = f"Objects: {scene_words(scene)}\n{turns[0]['value']}"
-            out.append({"id": f"{d['id']}_words{c}", "category": "scene_words", "conversations": turns})
-    return out
+    return [{"id": f"{d['id']}_words{c}", "category": "scene_words",
+             "conversations": open_qa_turns(scene, rng, f"Objects: {scene_words(scene)}\n")}
+            for d, scene in load_scenes(data_dir, split) for c in range(copies)]
 
 
 def option_lookup_records(data_dir: str | os.PathLike, split: str = "train", *, n: int = 4000,
