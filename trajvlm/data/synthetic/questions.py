@@ -73,10 +73,38 @@ def _pick_options(rng: np.random.Generator, answer: str, preferred: Sequence[str
     return (opts[0], opts[1], opts[2], opts[3]), position
 
 
+# question texts, shared by the multiple-choice questions and the open ones (same wording, so what is learned
+# from one form carries over to the other)
+COUNT_QUESTION = "How many different objects appear in the video in total?"
+NEEDLE_COLOUR_QUESTION = "One object appears only briefly in the video. What colour is it?"
+NEEDLE_SHAPE_QUESTION = "One object appears only briefly in the video. What shape is it?"
+
+
+def _colour_question(o: ObjectSpec) -> str:
+    return f"What colour is the {o.shape}?"  # only asked when o is the only object of its shape
+
+
+def _shape_question(o: ObjectSpec) -> str:
+    return f"What shape is the {o.colour} object?"  # only asked when o is the only object of its colour
+
+
+def _direction_question(o: ObjectSpec) -> str:
+    return f"In which direction does the {o.description} move?"
+
+
+def _unique_shape(objs: Sequence[ObjectSpec]) -> list[int]:
+    """Indices of the objects "the <shape>" names unambiguously."""
+    return [i for i, o in enumerate(objs) if sum(p.shape == o.shape for p in objs) == 1]
+
+
+def _unique_colour(objs: Sequence[ObjectSpec]) -> list[int]:
+    """Indices of the objects "the <colour> object" names unambiguously."""
+    return [i for i, o in enumerate(objs) if sum(p.colour == o.colour for p in objs) == 1]
+
+
 def _attribute(rng: np.random.Generator, scene: SceneSpec, pos: int) -> Question | None:
     objs = scene.objects
-    by_shape = [i for i, o in enumerate(objs) if sum(p.shape == o.shape for p in objs) == 1]
-    by_colour = [i for i, o in enumerate(objs) if sum(p.colour == o.colour for p in objs) == 1]
+    by_shape, by_colour = _unique_shape(objs), _unique_colour(objs)
     kinds = [k for k, c in (("colour", by_shape), ("shape", by_colour)) if c]
     if not kinds:
         return None
@@ -84,10 +112,10 @@ def _attribute(rng: np.random.Generator, scene: SceneSpec, pos: int) -> Question
     if kind == "colour":  # "What colour is the circle?" (the only circle)
         i = by_shape[int(rng.integers(len(by_shape)))]
         opts, a = _pick_options(rng, objs[i].colour, [o.colour for o in objs], list(COLOURS), pos)
-        return Question("attribute", f"What colour is the {objs[i].shape}?", opts, a, i)
+        return Question("attribute", _colour_question(objs[i]), opts, a, i)
     i = by_colour[int(rng.integers(len(by_colour)))]  # "What shape is the red object?" (the only red one)
     opts, a = _pick_options(rng, objs[i].shape, [o.shape for o in objs], list(SHAPES), pos)
-    return Question("attribute", f"What shape is the {objs[i].colour} object?", opts, a, i)
+    return Question("attribute", _shape_question(objs[i]), opts, a, i)
 
 
 def _counting(rng: np.random.Generator, scene: SceneSpec, pos: int, count_range: tuple[int, int]) -> Question:
@@ -98,14 +126,14 @@ def _counting(rng: np.random.Generator, scene: SceneSpec, pos: int, count_range:
     else:
         pool = [str(v) for v in range(max(1, n - 3), n + 4)]
     opts, a = _pick_options(rng, str(n), [], pool, pos)
-    return Question("counting", "How many different objects appear in the video in total?", opts, a, None)
+    return Question("counting", COUNT_QUESTION, opts, a, None)
 
 
 def _direction(rng: np.random.Generator, scene: SceneSpec, pos: int) -> Question:
     i = int(rng.integers(scene.num_objects))
     o = scene.objects[i]
     opts, a = _pick_options(rng, o.direction, [], list(DIRECTIONS), pos)
-    return Question("direction", f"In which direction does the {o.description} move?", opts, a, i)
+    return Question("direction", _direction_question(o), opts, a, i)
 
 
 def _absent_descriptions(scene: SceneSpec) -> list[str]:
@@ -146,12 +174,11 @@ def _needle(rng: np.random.Generator, scene: SceneSpec, positions: Iterator[int]
     i = scene.needle
     assert i is not None
     o, others = scene.objects[i], [p for j, p in enumerate(scene.objects) if j != i]
-    lead = "One object appears only briefly in the video."
     c_opts, c_a = _pick_options(rng, o.colour, [p.colour for p in others], list(COLOURS), next(positions))
     s_opts, s_a = _pick_options(rng, o.shape, [p.shape for p in others], list(SHAPES), next(positions))
     return [
-        Question("needle", f"{lead} What colour is it?", c_opts, c_a, i),
-        Question("needle", f"{lead} What shape is it?", s_opts, s_a, i),
+        Question("needle", NEEDLE_COLOUR_QUESTION, c_opts, c_a, i),
+        Question("needle", NEEDLE_SHAPE_QUESTION, s_opts, s_a, i),
     ]
 
 
@@ -186,17 +213,18 @@ def open_questions(scene: SceneSpec) -> list[tuple[str, str, str]]:
     the needle's colour and shape. Dense training data: one video answers ~10 of them (trajvlm.train.default_model).
     """
     objs = scene.objects
-    out: list[tuple[str, str, str]] = []
     if scene.needle is not None:
-        o, lead = objs[scene.needle], "One object appears only briefly in the video."
-        return [("needle", f"{lead} What colour is it?", o.colour), ("needle", f"{lead} What shape is it?", o.shape)]
-    for o in objs:
-        if sum(p.shape == o.shape for p in objs) == 1:
-            out.append(("attribute", f"What colour is the {o.shape}?", o.colour))
-        if sum(p.colour == o.colour for p in objs) == 1:
-            out.append(("attribute", f"What shape is the {o.colour} object?", o.shape))
-        out.append(("direction", f"In which direction does the {o.description} move?", o.direction))
-    out.append(("counting", "How many different objects appear in the video in total?", str(len(objs))))
+        o = objs[scene.needle]
+        return [("needle", NEEDLE_COLOUR_QUESTION, o.colour), ("needle", NEEDLE_SHAPE_QUESTION, o.shape)]
+    by_shape, by_colour = set(_unique_shape(objs)), set(_unique_colour(objs))
+    out: list[tuple[str, str, str]] = []
+    for i, o in enumerate(objs):
+        if i in by_shape:
+            out.append(("attribute", _colour_question(o), o.colour))
+        if i in by_colour:
+            out.append(("attribute", _shape_question(o), o.shape))
+        out.append(("direction", _direction_question(o), o.direction))
+    out.append(("counting", COUNT_QUESTION, str(len(objs))))
     by_start = sorted(objs, key=lambda o: o.t_start)
     if len(by_start) > 1 and by_start[1].t_start - by_start[0].t_start >= TEMPORAL_MARGIN:
         out.append(("temporal_order", "Which object appears first in the video?", by_start[0].description))
