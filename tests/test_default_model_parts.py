@@ -64,6 +64,7 @@ def test_open_qa_records_ask_every_open_question_of_each_video(shapes):
     scenes = {d["video"]: d for d in json.loads((shapes / "train_scenes.json").read_text())}
     records = open_qa_records(shapes, seed=1)
     assert sorted(r["video"] for r in records) == sorted(scenes)
+    assert [r["video"] for r in open_qa_records(shapes, copies=3, seed=1)] == [r["video"] for r in records for _ in range(3)]
     for r in records:
         turns = r["conversations"]
         assert [t["from"] for t in turns] == ["human", "gpt"] * (len(turns) // 2)
@@ -81,3 +82,9 @@ def test_open_qa_records_ask_every_open_question_of_each_video(shapes):
 def test_open_qa_records_refuse_a_folder_without_scenes(tmp_path):
     with pytest.raises(FileNotFoundError, match="train_scenes.json"):
         open_qa_records(tmp_path)
+
+
+@pytest.mark.parametrize("copies", [-1, 1.5, True])
+def test_open_qa_records_refuse_a_bad_copy_count(shapes, copies):
+    with pytest.raises(ValueError, match="copies must be an int >= 0"):
+        open_qa_records(shapes, copies=copies)

@@ -194,6 +194,8 @@ def test_scene_words_records_ask_the_open_questions_after_the_scene(shapes):
         assert asked == {(q, f" {a}") for _, q, a in open_questions(scene)}
     with pytest.raises(FileNotFoundError, match="scenes"):
         scene_words_records(shapes / "nope")
+    with pytest.raises(ValueError, match="copies must be an int >= 0"):
+        scene_words_records(shapes, copies=-2)
 
 
 def test_main_trains_on_word_scenes_alone(shapes, parts, tmp_path):

@@ -68,10 +68,13 @@ def text_then_letter(record: dict) -> dict:
     return out
 
 
-def load_scenes(data_dir: str | os.PathLike, split: str = "train") -> list[tuple[dict, object]]:
-    """``DATA/<split>_scenes.json`` -> [(record, SceneSpec)], in file order."""
+def load_scenes(data_dir: str | os.PathLike, split: str = "train", *, copies: int = 1) -> list[tuple[dict, object]]:
+    """``DATA/<split>_scenes.json`` -> [(record, SceneSpec)], in file order (``copies`` is checked here for the
+    record builders that make that many records per scene)."""
     from ..data.synthetic.scene import scene_from_dict
 
+    if isinstance(copies, bool) or not isinstance(copies, int) or copies < 0:
+        raise ValueError(f"copies must be an int >= 0, got {copies!r}")
     path = Path(data_dir, f"{split}_scenes.json")
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: is {data_dir} a ShapesQA folder (python -m trajvlm.data.synthetic)?")
@@ -92,9 +95,10 @@ def open_qa_turns(scene, rng, head: str) -> list[dict]:
     return turns
 
 
-def open_qa_records(data_dir: str | os.PathLike, split: str = "train", *, seed: int = 0) -> list[dict]:
-    """One multi-turn record per video of the split: every open question its scene answers, in random order,
-    answered " <text>" (no options; ``open_qa_turns``).
+def open_qa_records(data_dir: str | os.PathLike, split: str = "train", *, copies: int = 1,
+                    seed: int = 0) -> list[dict]:
+    """``copies`` multi-turn records per video of the split: every open question its scene answers, in a new
+    random order each copy, answered " <text>" (no options; ``open_qa_turns``).
 
     Dense supervision for the from-scratch LLM: a multiple-choice record spends ~60 text tokens (options, the
     instruction, the template) on one answered fact, an open turn ~15, and a video answers ~10 of them.
@@ -102,8 +106,9 @@ def open_qa_records(data_dir: str | os.PathLike, split: str = "train", *, seed: 
     import random
 
     rng = random.Random(seed)
-    return [{"id": f"{d['id']}_open", "video": d["video"], "category": "open_qa",
-             "conversations": open_qa_turns(scene, rng, "<video>\n")} for d, scene in load_scenes(data_dir, split)]
+    return [{"id": f"{d['id']}_open{c}", "video": d["video"], "category": "open_qa",
+             "conversations": open_qa_turns(scene, rng, "<video>\n")}
+            for d, scene in load_scenes(data_dir, split, copies=copies) for c in range(copies)]
 
 
 def sft_records(data_dir: str | os.PathLike, split: str = "train", *, lookups: int = 0, open_qa: int = 0,
@@ -119,8 +124,8 @@ def sft_records(data_dir: str | os.PathLike, split: str = "train", *, lookups: i
     qa = json.loads(Path(data_dir, f"{split}_qa.json").read_text())
     captions = json.loads(Path(data_dir, f"{split}_captions.json").read_text())
     records = [text_then_letter(r) for r in qa] + captions
-    for k in range(open_qa):  # each copy asks the questions in another order
-        records += [{**r, "id": f"{r['id']}{k}"} for r in open_qa_records(data_dir, split, seed=seed + k)]
+    if open_qa:
+        records += open_qa_records(data_dir, split, copies=open_qa, seed=seed)
     if lookups:
         records += option_lookup_records(data_dir, split, n=lookups, seed=seed + 1000)
     random.Random(seed).shuffle(records)

@@ -89,7 +89,7 @@ def scene_words_records(data_dir: str | os.PathLike, split: str = "train", *, co
     rng = random.Random(seed)
     return [{"id": f"{d['id']}_words{c}", "category": "scene_words",
              "conversations": open_qa_turns(scene, rng, f"Objects: {scene_words(scene)}\n")}
-            for d, scene in load_scenes(data_dir, split) for c in range(copies)]
+            for d, scene in load_scenes(data_dir, split, copies=copies) for c in range(copies)]
 
 
 def option_lookup_records(data_dir: str | os.PathLike, split: str = "train", *, n: int = 4000,
