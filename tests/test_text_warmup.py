@@ -13,7 +13,10 @@ from trajvlm.train.default_model import main as parts_main
 from trajvlm.train.text_warmup import (
     TextBatcher,
     answer_exact_match,
+    BACKGROUND,
     main,
+    object_qa_records,
+    object_words,
     option_lookup_records,
     scene_qa_records,
     scene_words,
@@ -215,3 +218,114 @@ def test_main_trains_on_word_scenes_alone(shapes, parts, tmp_path):
     assert train and all(r["category"] == "scene_words" for r in train)
     with pytest.raises(SystemExit):
         main(["--data", str(shapes), "--llm", str(llm), "--lookups", "0"])
+
+
+def _processor(llm):
+    from transformers import AutoTokenizer
+
+    from trajvlm.model.processing_trajvlm import TrajVLMProcessor
+    from trajvlm.vision.processor import TrajVLMVideoProcessor
+
+    tok = AutoTokenizer.from_pretrained(llm)
+    return TrajVLMProcessor(tok, TrajVLMVideoProcessor(size=16, image_mean=[0.5] * 3, image_std=[0.5] * 3), "llama3")
+
+
+def test_object_words_one_list_per_object_in_order_of_appearance(shapes):
+    import random
+
+    from trajvlm.data.synthetic.scene import scene_from_dict
+
+    for d in json.loads((shapes / "train_scenes.json").read_text()):
+        scene = scene_from_dict(d)
+        objs = object_words(scene, random.Random(0))
+        assert objs.count([BACKGROUND]) == 1 and len(objs) == len(scene.objects) + 1
+        first = min(o.t_start for o in scene.objects)
+        starts = {o.t_start for o in scene.objects}
+        # the background sits among the objects of the first frame
+        assert objs.index([BACKGROUND]) <= sum(o.t_start == first for o in scene.objects)
+        real = [w for w in objs if w != [BACKGROUND]]
+        by_words = {(o.colour, o.shape, o.direction): o for o in scene.objects}
+        times = [by_words[tuple(w[:3])].t_start for w in real]
+        assert times == sorted(times) and set(times) == starts
+        for w in real:
+            o = by_words[tuple(w[:3])]
+            assert (w[3:] == ["briefly"]) == (scene.needle is not None and o is scene.objects[scene.needle])
+        assert [BACKGROUND] not in object_words(scene, random.Random(0), background=False)
+
+
+def test_object_qa_records_keep_the_placeholder_and_the_mc_answer(shapes, tmp_path):
+    import shutil
+
+    qa = json.loads((shapes / "train_qa.json").read_text())
+    records = object_qa_records(shapes, copies=2, seed=1)
+    assert len(records) == 2 * len(qa) and len({r["id"] for r in records}) == len(records)
+    for r, q in zip(records, qa + qa):
+        assert r["conversations"][0]["value"] == q["conversations"][0]["value"]
+        assert r["conversations"][0]["value"].startswith("<video>")
+        letter = r["conversations"][1]["value"].strip()[-2]
+        assert letter == q["answer"] and r["category"] == q["category"] and "video" not in r
+        assert len(r["objects"]) >= 2
+    bad = tmp_path / "shapes_bad"
+    shutil.copytree(shapes, bad)
+    scenes = json.loads((bad / "train_scenes.json").read_text())
+    (bad / "train_scenes.json").write_text(json.dumps(scenes[1:]))  # a question whose scene is missing
+    with pytest.raises(ValueError, match="not in train_scenes.json"):
+        object_qa_records(bad)
+
+
+def test_object_batches_splice_summed_word_embeddings_at_the_placeholder(shapes, parts):
+    from transformers import LlamaForCausalLM
+
+    proc = _processor(parts)
+    lm = LlamaForCausalLM.from_pretrained(parts)
+    emb = lm.get_input_embeddings()
+    records = object_qa_records(shapes)[:2] + option_lookup_records(shapes, n=1)
+    batcher = TextBatcher(proc, records, embed=emb)
+    b = batcher.batch([0, 1, 2])
+    assert set(b) == {"inputs_embeds", "attention_mask", "position_ids", "labels"}
+    tok = proc.tokenizer
+    for row in range(2):
+        ids = torch.tensor(proc.tokenize_conversation(records[row]["conversations"]).input_ids)
+        p = int((ids == proc.video_token_id).nonzero())
+        n = len(records[row]["objects"])
+        for j, words in enumerate(records[row]["objects"]):
+            want = emb(torch.tensor(tok(" " + " ".join(words), add_special_tokens=False).input_ids)).sum(0)
+            assert torch.allclose(b["inputs_embeds"][row, p + j], want, atol=1e-6)
+        # text after the objects is shifted by n - 1 positions; labels follow it
+        assert torch.equal(b["inputs_embeds"][row, p + n], emb(ids[p + 1]))
+        sup = b["labels"][row][b["labels"][row] != IGNORE_INDEX]
+        assert records[row]["conversations"][1]["value"].strip() in tok.decode(sup)
+        assert int(b["attention_mask"][row].sum()) == len(ids) - 1 + n
+    # the text-only row is unchanged
+    ids = torch.tensor(proc.tokenize_conversation(records[2]["conversations"]).input_ids)
+    assert torch.equal(b["inputs_embeds"][2, : len(ids)], emb(ids))
+    # gradients reach the word embeddings through the object vectors
+    lm(**{k: v for k, v in b.items() if k != "labels"}).logits.sum().backward()
+    obj_ids = tok(" " + " ".join(records[0]["objects"][-1]), add_special_tokens=False).input_ids
+    assert emb.weight.grad[obj_ids].abs().sum() > 0
+    with pytest.raises(ValueError, match="input embeddings"):
+        TextBatcher(proc, records[:1])
+    with pytest.raises(ValueError, match="exactly one video placeholder"):
+        TextBatcher(proc, [{**records[0], "objects": []}], embed=emb)
+    with pytest.raises(ValueError, match="no objects"):
+        TextBatcher(proc, [{k: v for k, v in records[0].items() if k != "objects"}], embed=emb)
+
+
+def test_main_trains_on_object_qa(shapes, parts, tmp_path):
+    import shutil
+
+    from safetensors.torch import load_file
+
+    llm = tmp_path / "llm"
+    shutil.copytree(parts, llm)
+    before = load_file(str(llm / "model.safetensors"))
+    assert main(["--data", str(shapes), "--llm", str(llm), "--steps", "4", "--batch", "4", "--lookups", "4",
+                 "--object-qa", "1", "--val", "6", "--log-every", "2"]) == 0
+    record = json.loads((llm / "text_warmup.json").read_text())
+    assert [r["step"] for r in record["log"]] == [2, 4]
+    cats = record["val"]["per_category"]
+    assert {"lookup", "attribute"} <= set(cats) or {"lookup", "counting"} <= set(cats)
+    after = load_file(str(llm / "model.safetensors"))
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    train = json.loads((shapes / "train_text.json").read_text())
+    assert sum("objects" in r for r in train) == len(json.loads((shapes / "train_qa.json").read_text()))

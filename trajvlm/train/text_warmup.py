@@ -39,7 +39,8 @@ import torch
 
 from ..data.collate import VideoTextCollator
 from ..model.processing_trajvlm import IGNORE_INDEX
-from .default_model import answer_text, load_scenes, open_qa_turns, option_text
+from ..model.splice import splice_video_embeds
+from .default_model import answer_text, load_scenes, open_qa_turns, option_text, text_then_letter
 
 TEXT_FILE = "train_text.json"  # written into the ShapesQA folder
 ANSWER_HINT = "Answer with the option's letter from the given choices directly."
@@ -92,6 +93,47 @@ def scene_words_records(data_dir: str | os.PathLike, split: str = "train", *, co
             for d, scene in load_scenes(data_dir, split, copies=copies) for c in range(copies)]
 
 
+BACKGROUND = "background"  # the word of the background pseudo-object (TrajTok keeps the background as a trajectory)
+
+
+def object_words(scene, rng: random.Random, *, background: bool = True) -> list[list[str]]:
+    """A scene as one word list per object, in order of first appearance: [colour, shape, direction] (+ "briefly"
+    for the needle) -- the text stand-in for one trajectory token each.
+
+    Objects that appear in the same frame are in random order (TrajTok orders ties by trajectory id, which says
+    nothing about the scene). With ``background`` a ["background"] pseudo-object is put at a random place among
+    the objects present from the first frame: the segmenter keeps the background as a trajectory of its own
+    (it is never counted or asked about).
+    """
+    needle = scene.objects[scene.needle] if scene.needle is not None else None
+    objs = [[o.t_start, rng.random(), [o.colour, o.shape, o.direction] + (["briefly"] if o is needle else [])]
+            for o in scene.objects]
+    if background:
+        objs.append([min(o.t_start for o in scene.objects), rng.random(), [BACKGROUND]])
+    return [words for _, _, words in sorted(objs, key=lambda x: (x[0], x[1]))]
+
+
+def object_qa_records(data_dir: str | os.PathLike, split: str = "train", *, copies: int = 1, seed: int = 0,
+                      background: bool = True) -> list[dict]:
+    """The split's multiple-choice QA records (answers " text (letter)", ``text_then_letter``), each with its
+    scene's ``objects`` (``object_words``) in place of the video: the <video> placeholder stays in the prompt and
+    ``TextBatcher`` splices one vector per object there -- the sum of the object's word embeddings -- where the
+    connector will later put one token per trajectory. ``copies`` times (ties and the background re-drawn)."""
+    rng = random.Random(seed)
+    scenes = {d["video"]: scene for d, scene in load_scenes(data_dir, split, copies=copies)}
+    qa = json.loads(Path(data_dir, f"{split}_qa.json").read_text())
+    out = []
+    for c in range(copies):
+        for r in qa:
+            if r["video"] not in scenes:
+                raise ValueError(f"{split}_qa.json record {r['id']}: its video {r['video']} is not in {split}_scenes.json")
+            rec = text_then_letter(r)
+            out.append({"id": f"{r['id']}_objects{c}", "category": r.get("category"),
+                        "conversations": rec["conversations"],
+                        "objects": object_words(scenes[r["video"]], rng, background=background)})
+    return out
+
+
 def option_lookup_records(data_dir: str | os.PathLike, split: str = "train", *, n: int = 4000,
                           seed: int = 0) -> list[dict]:
     """``n`` option lookups over four distinct option texts of the split, answered " X (letter)"; every other
@@ -121,39 +163,76 @@ def option_lookup_records(data_dir: str | os.PathLike, split: str = "train", *, 
 
 
 def text_warmup_records(data_dir: str | os.PathLike, split: str = "train", *, lookups: int = 20000,
-                        scene_qa: bool = False, scene_words: int = 0, seed: int = 0) -> list[dict]:
+                        scene_qa: bool = False, scene_words: int = 0, object_qa: int = 0, seed: int = 0) -> list[dict]:
     """Option lookups (+ the split's scene QA when ``scene_qa``, + ``scene_words`` copies of the word-scene
-    records), shuffled."""
+    records, + ``object_qa`` copies of the object-vector QA records), shuffled."""
     records = option_lookup_records(data_dir, split, n=lookups, seed=seed) if lookups else []
     if scene_qa:
         records += scene_qa_records(data_dir, split)
     if scene_words:
         records += scene_words_records(data_dir, split, copies=scene_words, seed=seed)
+    if object_qa:
+        records += object_qa_records(data_dir, split, copies=object_qa, seed=seed)
     random.Random(seed).shuffle(records)
     return records
 
 
 class TextBatcher:
-    """Records -> padded (input_ids, attention_mask, labels) batches through the processor's chat template
-    (the same tokens stage 2 sees: labels only on the assistant reply), right-padded by the training
-    collator (trajvlm.data.collate.VideoTextCollator)."""
+    """Records -> padded batches through the processor's chat template (the same tokens stage 2 sees: labels only
+    on the assistant reply), right-padded by the training collator (trajvlm.data.collate.VideoTextCollator).
 
-    def __init__(self, processor, records: list[dict]):
+    Text records give (input_ids, attention_mask, labels). Records with ``objects`` (``object_qa_records``) give
+    (inputs_embeds, attention_mask, position_ids, labels): their <video> placeholder is replaced by one vector per
+    object, the sum of the object's word embeddings under ``embed`` (the LLM's input embeddings, so the
+    warm-up trains them through these vectors too), spliced like the model splices trajectory tokens
+    (trajvlm.model.splice).
+    """
+
+    def __init__(self, processor, records: list[dict], embed: torch.nn.Module | None = None):
+        self.embed = embed
+        self.video_token_id = processor.video_token_id
         self.items = []
         for r in records:
             tok = processor.tokenize_conversation(r["conversations"])
             ids = torch.tensor(tok.input_ids)  # (L,)
-            self.items.append({"input_ids": ids, "labels": torch.tensor(tok.labels),
-                               "attention_mask": torch.ones_like(ids)})
+            item = {"input_ids": ids, "labels": torch.tensor(tok.labels), "attention_mask": torch.ones_like(ids)}
+            n_video = int((ids == self.video_token_id).sum())
+            if "objects" in r:
+                if n_video != 1 or not r["objects"]:
+                    raise ValueError(f"record {r.get('id')}: an objects record needs exactly one video placeholder "
+                                     f"and at least one object (has {n_video} placeholder(s), "
+                                     f"{len(r['objects'])} object(s))")
+                if embed is None:
+                    raise ValueError(f"record {r.get('id')} has objects: TextBatcher needs the LLM's input embeddings")
+                item["objects"] = [torch.tensor(processor.tokenizer(" " + " ".join(words),
+                                                                    add_special_tokens=False).input_ids)
+                                   for words in r["objects"]]  # per object (n_words,)
+            elif n_video:
+                raise ValueError(f"record {r.get('id')}: a video placeholder but no objects in a text record")
+            self.items.append(item)
         self.categories = [r.get("category") for r in records]
         self.collate = VideoTextCollator(pad_token_id=processor.tokenizer.pad_token_id, padding_side="right")
 
     def __len__(self) -> int:
         return len(self.items)
 
+    def object_vectors(self, objects: list[torch.Tensor]) -> torch.Tensor:
+        """per object word ids (n_words,) -> (N,d): each object's summed word embeddings."""
+        ids = torch.cat(objects)  # (W,)
+        owner = torch.repeat_interleave(torch.arange(len(objects)), torch.tensor([len(o) for o in objects]))  # (W,)
+        words = self.embed(ids)  # (W,d)
+        return words.new_zeros(len(objects), words.shape[-1]).index_add(0, owner, words)  # (N,d)
+
     def batch(self, index: list[int]) -> dict[str, torch.Tensor]:
-        b = self.collate([self.items[i] for i in index])
-        return {k: b[k] for k in ("input_ids", "attention_mask", "labels")}  # (B,L) each
+        items = [self.items[i] for i in index]
+        b = self.collate([{k: it[k] for k in ("input_ids", "labels", "attention_mask")} for it in items])
+        if not any("objects" in it for it in items):
+            return {k: b[k] for k in ("input_ids", "attention_mask", "labels")}  # (B,L) each
+        vectors = [self.object_vectors(it["objects"]) for it in items if "objects" in it]
+        s = splice_video_embeds(self.embed(b["input_ids"]), b["input_ids"], b["attention_mask"], vectors,
+                                self.video_token_id, b["labels"], padding_side="right")
+        return {"inputs_embeds": s.inputs_embeds, "attention_mask": s.attention_mask,  # (B,L',d), (B,L')
+                "position_ids": s.position_ids, "labels": s.labels}  # (B,L') each
 
 
 def answer_exact_match(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -190,7 +269,7 @@ def evaluate(lm, batcher: TextBatcher, letter_ids: torch.Tensor, batch_size: int
     for s in range(0, len(batcher), batch_size):
         index = list(range(s, min(s + batch_size, len(batcher))))
         b = batcher.batch(index)
-        logits = lm(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits
+        logits = lm(**{k: v for k, v in b.items() if k != "labels"}).logits
         exact = answer_exact_match(logits, b["labels"]).tolist()
         rows = has_letter(b["labels"], letter_ids)  # (B,)
         letter = [None] * len(index)
@@ -272,6 +351,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scene-words", type=int, default=0, metavar="N",
                    help="also train on N copies of dense open QA over word scenes ('Objects: red circle left ...'; "
                         "see scene_words_records)")
+    p.add_argument("--object-qa", type=int, default=0, metavar="N",
+                   help="also train on N copies of the split's multiple-choice QA over object vectors (one vector "
+                        "per object = its summed word embeddings, where the video's trajectory tokens go; see "
+                        "object_qa_records)")
     p.add_argument("--max-minutes", type=float, default=None)
     p.add_argument("--log-every", type=int, default=100)
     p.add_argument("--val", type=int, default=400, help="val records for the final held-out accuracy (0 = none)")
@@ -284,9 +367,9 @@ def main(argv: list[str] | None = None) -> int:
     proc = TrajVLMProcessor(tok, TrajVLMVideoProcessor(size=16, image_mean=[0.5] * 3, image_std=[0.5] * 3),
                             args.chat_template)
     records = text_warmup_records(args.data, lookups=args.lookups, scene_qa=args.scene_qa,
-                                  scene_words=args.scene_words, seed=args.seed)
+                                  scene_words=args.scene_words, object_qa=args.object_qa, seed=args.seed)
     if not records:
-        p.error("nothing to train on: --lookups 0 without --scene-qa or --scene-words")
+        p.error("nothing to train on: --lookups 0 without --scene-qa, --scene-words or --object-qa")
     Path(args.data, TEXT_FILE).write_text(json.dumps(records))
     val = None
     if args.val:
@@ -296,10 +379,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.scene_words:  # first question of each held-out word scene
             val_records += [{**r, "conversations": r["conversations"][:2]}
                             for r in scene_words_records(args.data, "val", seed=args.seed + 1)[: args.val]]
-        val = TextBatcher(proc, val_records)
+        if args.object_qa:
+            val_records += object_qa_records(args.data, "val", seed=args.seed + 1)[: args.val]
+        val = TextBatcher(proc, val_records, embed=lm.get_input_embeddings())
     print(f"{len(records)} text records -> {Path(args.data, TEXT_FILE)}; warming up {args.llm}", flush=True)
     letter_ids = torch.tensor(tok.convert_tokens_to_ids(list("ABCD")))
-    record = warm_up(lm, TextBatcher(proc, records), val, letter_ids, steps=args.steps, lr=args.lr, batch_size=args.batch,
+    train = TextBatcher(proc, records, embed=lm.get_input_embeddings())
+    record = warm_up(lm, train, val, letter_ids, steps=args.steps, lr=args.lr, batch_size=args.batch,
                      max_minutes=args.max_minutes, log_every=args.log_every, seed=args.seed)
     lm.save_pretrained(args.llm)
     Path(args.llm, "text_warmup.json").write_text(json.dumps(record, indent=1))
