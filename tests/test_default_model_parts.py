@@ -47,6 +47,18 @@ def test_main_writes_tokenizer_llm_and_data(shapes, tmp_path):
     assert lm.config.vocab_size == len(tok) and tok.convert_tokens_to_ids("<video>") != tok.unk_token_id
     assert len(tok.tokenize("user")) == 1 and len(tok.tokenize("assistant")) == 1
     assert len(json.loads((shapes / "train_sft.json").read_text())) > 0
+    qa = json.loads((shapes / "train_qa.json").read_text())
+    mcq = json.loads((shapes / "train_mcq.json").read_text())  # the stage-1 data: the QA records, text then letter
+    assert [r["id"] for r in mcq] == [r["id"] for r in qa]
+    assert all(m["conversations"][-1]["value"].endswith(f"({q['answer']})") for m, q in zip(mcq, qa))
+
+
+def test_sft_records_without_captions(shapes):
+    with_captions = sft_records(shapes, seed=2)
+    without = sft_records(shapes, captions=False, seed=2)
+    n_captions = len(json.loads((shapes / "train_captions.json").read_text()))
+    assert len(with_captions) == len(without) + n_captions
+    assert all("Describe" not in r["conversations"][0]["value"] for r in without)
 
 
 def test_sft_records_mix_in_text_only_option_lookups(shapes):

@@ -2,8 +2,9 @@
 
     python -m trajvlm.train.default_model --data DIR --out PARTS [--hidden 256 --layers 4 --heads 4]
 
-writes ``PARTS/llm`` (LlamaForCausalLM, randomly initialised, + its tokenizer) and ``DATA/train_sft.json`` (the
-stage-2 data: QA records answered " text (letter)" + caption records + option lookups, see ``sft_records``). The tokenizer is a
+writes ``PARTS/llm`` (LlamaForCausalLM, randomly initialised, + its tokenizer), ``DATA/train_sft.json`` (the
+stage-2 data: QA records answered " text (letter)" + caption records + option lookups, see ``sft_records``) and
+``DATA/train_mcq.json`` (the stage-1 data: the QA records alone, ``mcq_records``). The tokenizer is a
 SentencePiece BPE trained in-process on the train split's captions and QA turns, so every ShapesQA word and
 each option letter is a single token. The vision tower and TrajTok come from scripts/train_segmenter.py; the
 whole recipe is scripts/build_default_model.sh.
@@ -21,6 +22,7 @@ from pathlib import Path
 
 
 SFT_FILE = "train_sft.json"  # written into the ShapesQA folder: the stage-2 data
+MCQ_FILE = "train_mcq.json"  # written into the ShapesQA folder: the stage-1 data (QA answered " text (letter)")
 
 
 def shapesqa_corpus(data_dir: str | os.PathLike, split: str = "train") -> list[str]:
@@ -111,19 +113,27 @@ def open_qa_records(data_dir: str | os.PathLike, split: str = "train", *, copies
             for d, scene in load_scenes(data_dir, split, copies=copies) for c in range(copies)]
 
 
+def mcq_records(data_dir: str | os.PathLike, split: str = "train") -> list[dict]:
+    """Every multiple-choice QA record of the split, answered " <text> (<letter>)" (``text_then_letter``)."""
+    path = Path(data_dir, f"{split}_qa.json")
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: is {data_dir} a ShapesQA folder?")
+    return [text_then_letter(r) for r in json.loads(path.read_text())]
+
+
 def sft_records(data_dir: str | os.PathLike, split: str = "train", *, lookups: int = 0, open_qa: int = 0,
-                seed: int = 0) -> list[dict]:
-    """Stage-2 data of the default model: every QA record of the split (answers as ``text_then_letter``), every
-    caption record, ``open_qa`` copies of the dense open-question records (``open_qa_records``, multi-turn) and
+                captions: bool = True, seed: int = 0) -> list[dict]:
+    """Stage-2 data of the default model: every QA record of the split (``mcq_records``), every
+    caption record (``captions``), ``open_qa`` copies of the dense open-question records (``open_qa_records``, multi-turn) and
     ``lookups`` text-only option lookups (trajvlm.train.text_warmup: they keep the letter binding the LLM learned
     in its text warm-up), shuffled; all but the open-question records are single-turn (as in evaluation)."""
     import random
 
     from .text_warmup import option_lookup_records
 
-    qa = json.loads(Path(data_dir, f"{split}_qa.json").read_text())
-    captions = json.loads(Path(data_dir, f"{split}_captions.json").read_text())
-    records = [text_then_letter(r) for r in qa] + captions
+    records = mcq_records(data_dir, split)
+    if captions:
+        records += json.loads(Path(data_dir, f"{split}_captions.json").read_text())
     if open_qa:
         records += open_qa_records(data_dir, split, copies=open_qa, seed=seed)
     if lookups:
@@ -163,12 +173,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stage2-open-qa", type=int, default=0,
                    help="copies of the dense open-question records (one multi-turn record per video, see "
                         "open_qa_records) mixed into the stage-2 data")
+    p.add_argument("--no-stage2-captions", dest="stage2_captions", action="store_false",
+                   help="leave the caption records out of the stage-2 data")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
-    records = sft_records(args.data, lookups=args.stage2_lookups, open_qa=args.stage2_open_qa, seed=args.seed)
+    records = sft_records(args.data, lookups=args.stage2_lookups, open_qa=args.stage2_open_qa,
+                          captions=args.stage2_captions, seed=args.seed)
     Path(args.data, SFT_FILE).write_text(json.dumps(records))
-    print(f"{len(records)} stage-2 records (QA answered ' text (letter)' + captions + {args.stage2_open_qa} x open "
-          f"questions + {args.stage2_lookups} option lookups) -> {Path(args.data, SFT_FILE)}")
+    print(f"{len(records)} stage-2 records (QA answered ' text (letter)'{' + captions' * args.stage2_captions} + "
+          f"{args.stage2_open_qa} x open questions + {args.stage2_lookups} option lookups) -> {Path(args.data, SFT_FILE)}")
+    mcq = mcq_records(args.data)
+    Path(args.data, MCQ_FILE).write_text(json.dumps(mcq))
+    print(f"{len(mcq)} stage-1 records (QA answered ' text (letter)') -> {Path(args.data, MCQ_FILE)}")
     tok = train_tokenizer(shapesqa_corpus(args.data), vocab_size=args.vocab_size)
     lm = build_llm(tok, hidden=args.hidden, layers=args.layers, heads=args.heads, seed=args.seed)
     out = Path(args.out, "llm")
