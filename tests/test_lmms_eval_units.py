@@ -442,6 +442,10 @@ def test_shapesqa_scoring():
     doc = {"category": "counting", "answer": "C", "options": ["A. 1", "B. 2", "C. 3", "D. 4"], "question": "How many?"}
     assert utils.shapesqa_process_results(doc, ["C"]) == {"shapesqa_acc": 1.0, "shapesqa_counting_acc": 1.0}
     assert utils.shapesqa_process_results(doc, ["The answer is B."])["shapesqa_acc"] == 0.0
+    # no letter: the one option named by its text (VLMEvalKit's rule); none or two named -> wrong
+    assert utils.shapesqa_process_results(doc, [" 3"])["shapesqa_acc"] == 1.0
+    assert utils.shapesqa_process_results(doc, [" 4"])["shapesqa_acc"] == 0.0
+    assert utils.shapesqa_process_results(doc, [" 3 or 4"])["shapesqa_acc"] == 0.0
     # log-likelihoods as pairs or as lmms-eval 0.7.3's string form; the highest wins
     results = ["(-3.0, False)", (-0.5, True), "(-inf, False)", (-2.0, False)]
     assert utils.shapesqa_mc_process_results({**doc, "answer": "B"}, results)["shapesqa_mc_acc"] == 1.0

@@ -5,7 +5,8 @@
 Each question is asked exactly as its JSON record's human turn (question, ``A.``-``D.`` options and the
 "Answer with the option's letter" instruction; the ``<video>`` placeholder first), the video read with the
 processor's frame sampling, and the answer is the first standalone letter A-D of the greedy output (the
-rule lmms-eval's multiple-choice tasks use). Prints a markdown table; ``--json`` writes the numbers.
+rule lmms-eval's multiple-choice tasks use) or, in an answer without a letter, the one option it names by text
+(VLMEvalKit's rule; trajvlm.eval.mcq). Prints a markdown table; ``--json`` writes the numbers.
 """
 
 from __future__ import annotations
@@ -13,21 +14,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 import time
 from collections import defaultdict
 
 import torch
 
+from ..eval.mcq import answer_letter, parse_letter
+
+__all__ = ["CATEGORIES", "answer_letter", "evaluate_shapesqa", "load_questions", "markdown_table", "parse_letter"]
+
 CATEGORIES = ("attribute", "counting", "direction", "temporal_order", "needle")
-_LETTER = re.compile(r"\b([A-D])\b")
-
-
-def parse_letter(text: str) -> str | None:
-    """First standalone option letter of a model answer ("B", "B.", "(B) red" -> "B"); None if there is none."""
-    m = _LETTER.search(text.strip())
-    return m.group(1) if m else None
 
 
 def load_questions(data_dir: str, split: str, limit: int | None = None) -> list[dict]:
@@ -71,12 +68,13 @@ def evaluate_shapesqa(
         )
         texts = processor.batch_decode(out, skip_special_tokens=True)
         for r, text in zip(batch, texts):
-            letter = parse_letter(text)
+            letter = answer_letter(text, r["options"])
             ok = letter == r["answer"]
             cat = r.get("category", "all")
             by_cat[cat][0] += int(ok)
             by_cat[cat][1] += 1
-            predictions.append({"id": r["id"], "category": cat, "answer": r["answer"], "output": text, "correct": ok})
+            predictions.append({"id": r["id"], "category": cat, "answer": r["answer"], "output": text,
+                                "picked": letter, "correct": ok})
     correct = sum(c for c, _ in by_cat.values())
     total = sum(t for _, t in by_cat.values())
     ordered = [c for c in CATEGORIES if c in by_cat] + sorted(c for c in by_cat if c not in CATEGORIES)

@@ -9,7 +9,9 @@ instruction); every metric is percent correct, overall (`<task>_acc`) and per qu
 (`<task>_<category>_acc`, absent when the category has no docs):
 
 - `shapesqa` generates an answer and scores its letter (lmms-eval's `extract_mcq_answer`, as VideoMME does; it
-  also takes the letter of an answer like "red (B)").
+  also takes the letter of an answer like "red (B)"); an answer with no letter picks the one option whose text
+  it names (VLMEvalKit's `can_infer_text` rule, `trajvlm.eval.mcq.option_named`: the built-in default model
+  answers with the option's text).
 - `shapesqa_mc` scores the four letters by the model's log-likelihood: the prediction is the letter with the
   highest log p(letter | video, prompt). Meaningful for a model that answers with the bare letter.
 - `shapesqa_cloze` scores the four option texts (the options without "A. "): the prediction is the option with
@@ -23,6 +25,7 @@ string form (`unwrap_generation_output`): their `process_results` take the argma
 from __future__ import annotations
 
 from trajvlm.eval.local_tasks import data_root, local_docs, video_path
+from trajvlm.eval.mcq import option_named, option_text
 
 ENV = "TRAJVLM_SHAPESQA_DIR"
 LETTERS = ("A", "B", "C", "D")
@@ -47,16 +50,8 @@ def shapesqa_doc_to_choice(doc):
     return list(LETTERS[: len(doc["options"])])
 
 
-def shapesqa_option_text(option: str) -> str:
-    """"B. red" -> "red" (an option line of the data without its letter)."""
-    letter, sep, text = option.partition(". ")
-    if letter not in LETTERS or not sep:
-        raise ValueError(f"ShapesQA option {option!r} is not of the form 'A. text'")
-    return text
-
-
 def shapesqa_cloze_doc_to_choice(doc):
-    return [shapesqa_option_text(option) for option in doc["options"]]
+    return [option_text(option) for option in doc["options"]]
 
 
 def shapesqa_doc_to_target_index(doc):
@@ -66,7 +61,8 @@ def shapesqa_doc_to_target_index(doc):
 def shapesqa_process_results(doc, results):
     from lmms_eval.tasks._task_utils.mcq_extract import extract_mcq_answer
 
-    pred = extract_mcq_answer(results[0], choices=list(LETTERS[: len(doc["options"])]))
+    pred = extract_mcq_answer(results[0], choices=list(LETTERS[: len(doc["options"])])) or \
+        option_named(results[0], doc["options"])
     score = 1.0 if pred == doc["answer"] else 0.0
     return {"shapesqa_acc": score, f"shapesqa_{doc['category']}_acc": score}
 
