@@ -7,7 +7,8 @@ import json
 import pytest
 
 from trajvlm.data.synthetic.__main__ import main as synth_main
-from trajvlm.train.default_model import main, open_qa_records, sft_records, text_then_letter
+from trajvlm.eval.mcq import answer_letter
+from trajvlm.train.default_model import main, mc_answer, mcq_records, open_qa_records, sft_records, text_then_letter
 from trajvlm.train.evaluate import parse_letter
 
 
@@ -27,6 +28,19 @@ def test_text_then_letter_keeps_the_letter_parseable(shapes):
         assert answer == f" {option} ({r['answer']})"
         assert parse_letter(answer) == r["answer"]
         assert r["conversations"][-1]["value"] == r["answer"]  # the input record is not modified
+
+
+def test_text_answers_name_the_option_the_graders_pick(shapes):
+    records = json.loads((shapes / "train_qa.json").read_text())
+    for r in records:
+        answer = mc_answer(r, "text")["conversations"][-1]["value"]
+        option = r["options"]["ABCD".index(r["answer"])].split(". ", 1)[1]
+        assert answer == f" {option}" and parse_letter(answer) is None
+        assert answer_letter(answer, r["options"]) == r["answer"]
+    assert [x["conversations"] for x in mcq_records(shapes, answer="text")] == \
+        [mc_answer(r, "text")["conversations"] for r in records]
+    with pytest.raises(ValueError, match="answer format"):
+        mc_answer(records[0], "letter")
 
 
 def test_sft_records_hold_every_question_and_caption_once(shapes):

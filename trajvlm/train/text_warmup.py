@@ -40,7 +40,7 @@ import torch
 from ..data.collate import VideoTextCollator
 from ..model.processing_trajvlm import IGNORE_INDEX
 from ..model.splice import splice_video_embeds
-from .default_model import answer_text, load_scenes, open_qa_turns, option_text, text_then_letter
+from .default_model import ANSWER_FORMATS, answer_text, load_scenes, mc_answer, open_qa_turns, option_text
 
 TEXT_FILE = "train_text.json"  # written into the ShapesQA folder
 ANSWER_HINT = "Answer with the option's letter from the given choices directly."
@@ -114,8 +114,8 @@ def object_words(scene, rng: random.Random, *, background: bool = True) -> list[
 
 
 def object_qa_records(data_dir: str | os.PathLike, split: str = "train", *, copies: int = 1, seed: int = 0,
-                      background: bool = True) -> list[dict]:
-    """The split's multiple-choice QA records (answers " text (letter)", ``text_then_letter``), each with its
+                      background: bool = True, answer: str = "text_letter") -> list[dict]:
+    """The split's multiple-choice QA records (answered in format ``answer``, ``mc_answer``), each with its
     scene's ``objects`` (``object_words``) in place of the video: the <video> placeholder stays in the prompt and
     ``TextBatcher`` splices one vector per object there -- the sum of the object's word embeddings -- where the
     connector will later put one token per trajectory. ``copies`` times (ties and the background re-drawn)."""
@@ -127,7 +127,7 @@ def object_qa_records(data_dir: str | os.PathLike, split: str = "train", *, copi
         for r in qa:
             if r["video"] not in scenes:
                 raise ValueError(f"{split}_qa.json record {r['id']}: its video {r['video']} is not in {split}_scenes.json")
-            rec = text_then_letter(r)
+            rec = mc_answer(r, answer)
             out.append({"id": f"{r['id']}_objects{c}", "category": r.get("category"),
                         "conversations": rec["conversations"],
                         "objects": object_words(scenes[r["video"]], rng, background=background)})
@@ -163,16 +163,17 @@ def option_lookup_records(data_dir: str | os.PathLike, split: str = "train", *, 
 
 
 def text_warmup_records(data_dir: str | os.PathLike, split: str = "train", *, lookups: int = 20000,
-                        scene_qa: bool = False, scene_words: int = 0, object_qa: int = 0, seed: int = 0) -> list[dict]:
+                        scene_qa: bool = False, scene_words: int = 0, object_qa: int = 0, answer: str = "text_letter",
+                        seed: int = 0) -> list[dict]:
     """Option lookups (+ the split's scene QA when ``scene_qa``, + ``scene_words`` copies of the word-scene
-    records, + ``object_qa`` copies of the object-vector QA records), shuffled."""
+    records, + ``object_qa`` copies of the object-vector QA records answered in format ``answer``), shuffled."""
     records = option_lookup_records(data_dir, split, n=lookups, seed=seed) if lookups else []
     if scene_qa:
         records += scene_qa_records(data_dir, split)
     if scene_words:
         records += scene_words_records(data_dir, split, copies=scene_words, seed=seed)
     if object_qa:
-        records += object_qa_records(data_dir, split, copies=object_qa, seed=seed)
+        records += object_qa_records(data_dir, split, copies=object_qa, seed=seed, answer=answer)
     random.Random(seed).shuffle(records)
     return records
 
@@ -355,6 +356,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="also train on N copies of the split's multiple-choice QA over object vectors (one vector "
                         "per object = its summed word embeddings, where the video's trajectory tokens go; see "
                         "object_qa_records)")
+    p.add_argument("--answer", choices=ANSWER_FORMATS, default="text_letter",
+                   help="answer format of the --object-qa records: ' red' (text) or ' red (B)' (text_letter)")
     p.add_argument("--max-minutes", type=float, default=None)
     p.add_argument("--log-every", type=int, default=100)
     p.add_argument("--val", type=int, default=400, help="val records for the final held-out accuracy (0 = none)")
@@ -367,7 +370,8 @@ def main(argv: list[str] | None = None) -> int:
     proc = TrajVLMProcessor(tok, TrajVLMVideoProcessor(size=16, image_mean=[0.5] * 3, image_std=[0.5] * 3),
                             args.chat_template)
     records = text_warmup_records(args.data, lookups=args.lookups, scene_qa=args.scene_qa,
-                                  scene_words=args.scene_words, object_qa=args.object_qa, seed=args.seed)
+                                  scene_words=args.scene_words, object_qa=args.object_qa, answer=args.answer,
+                                  seed=args.seed)
     if not records:
         p.error("nothing to train on: --lookups 0 without --scene-qa, --scene-words or --object-qa")
     Path(args.data, TEXT_FILE).write_text(json.dumps(records))
@@ -380,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
             val_records += [{**r, "conversations": r["conversations"][:2]}
                             for r in scene_words_records(args.data, "val", seed=args.seed + 1)[: args.val]]
         if args.object_qa:
-            val_records += object_qa_records(args.data, "val", seed=args.seed + 1)[: args.val]
+            val_records += object_qa_records(args.data, "val", seed=args.seed + 1, answer=args.answer)[: args.val]
         val = TextBatcher(proc, val_records, embed=lm.get_input_embeddings())
     print(f"{len(records)} text records -> {Path(args.data, TEXT_FILE)}; warming up {args.llm}", flush=True)
     letter_ids = torch.tensor(tok.convert_tokens_to_ids(list("ABCD")))
