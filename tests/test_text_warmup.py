@@ -14,6 +14,7 @@ from trajvlm.train.text_warmup import (
     TextBatcher,
     answer_exact_match,
     BACKGROUND,
+    fresh_object_qa_records,
     main,
     object_qa_records,
     object_words,
@@ -329,3 +330,29 @@ def test_main_trains_on_object_qa(shapes, parts, tmp_path):
     assert any(not torch.equal(before[k], after[k]) for k in before)
     train = json.loads((shapes / "train_text.json").read_text())
     assert sum("objects" in r for r in train) == len(json.loads((shapes / "train_qa.json").read_text()))
+
+
+def test_fresh_object_qa_records_are_new_scenes_with_consistent_answers(shapes, tmp_path):
+    from trajvlm.eval.mcq import answer_letter
+
+    recs = fresh_object_qa_records(shapes, 30, seed=4, answer="text")
+    assert recs == fresh_object_qa_records(shapes, 30, seed=4, answer="text")  # deterministic
+    assert recs != fresh_object_qa_records(shapes, 30, seed=5, answer="text")
+    assert len({r["id"].rsplit("_q", 1)[0] for r in recs}) == 30 and len({r["id"] for r in recs}) == len(recs)
+    for r in recs:
+        human, answer = r["conversations"][0]["value"], r["conversations"][1]["value"]
+        options = [line for line in human.split("\n") if line[:3] in ("A. ", "B. ", "C. ", "D. ")]
+        assert human.startswith("<video>\n") and len(options) == 4
+        assert answer_letter(answer, options) is not None and answer.startswith(" ")
+        assert r["objects"].count([BACKGROUND]) == 1
+        if r["category"] == "counting":
+            assert int(answer) == len(r["objects"]) - 1
+        if r["category"] == "needle":
+            needle = [o for o in r["objects"] if o[-1] == "briefly"]
+            assert len(needle) == 1 and answer.strip() in needle[0]
+    lettered = fresh_object_qa_records(shapes, 3, seed=4)
+    assert all(r["conversations"][1]["value"].endswith(")") for r in lettered)
+    with pytest.raises(ValueError, match="n_scenes"):
+        fresh_object_qa_records(shapes, -1)
+    with pytest.raises(FileNotFoundError, match="meta.json"):
+        fresh_object_qa_records(tmp_path, 2)

@@ -134,6 +134,44 @@ def object_qa_records(data_dir: str | os.PathLike, split: str = "train", *, copi
     return out
 
 
+_FRESH_STREAM = 7  # numpy seed stream of the fresh warm-up scenes (the dataset's streams are 0-2)
+
+
+def fresh_object_qa_records(data_dir: str | os.PathLike, n_scenes: int, *, seed: int = 0, background: bool = True,
+                            answer: str = "text_letter") -> list[dict]:
+    """Like ``object_qa_records`` over ``n_scenes`` new scenes drawn from the ShapesQA scene sampler with the
+    dataset's generator settings (DATA/meta.json), nothing rendered: more language-side data for the warm-up
+    than the split's few thousand questions, and none of them a test scene's (a separate seed stream).
+
+    The object vectors of the video stages come from the videos; these scenes exist only as words.
+    """
+    import numpy as np
+
+    from ..data.synthetic.generate import GeneratorConfig
+    from ..data.synthetic.questions import make_questions
+    from ..data.synthetic.sampler import sample_scene
+
+    if isinstance(n_scenes, bool) or not isinstance(n_scenes, int) or n_scenes < 0:
+        raise ValueError(f"n_scenes must be an int >= 0, got {n_scenes!r}")
+    meta_path = Path(data_dir, "meta.json")
+    if not meta_path.is_file():
+        raise FileNotFoundError(f"{meta_path} not found: is {data_dir} a ShapesQA folder (python -m trajvlm.data.synthetic)?")
+    g = json.loads(meta_path.read_text())["generator"]
+    cfg = GeneratorConfig(**{**g, "splits": tuple(g["splits"])})
+    rng_py = random.Random(seed)
+    out = []
+    for i in range(n_scenes):
+        rng = np.random.default_rng([cfg.seed, _FRESH_STREAM, seed, i])
+        scene = sample_scene(rng, cfg.scene_config(), needle=bool(rng.random() < cfg.needle_fraction))
+        objects = object_words(scene, rng_py, background=background)
+        for k, q in enumerate(make_questions(scene, rng, count_range=(cfg.min_objects, cfg.max_objects))):
+            rec = {"conversations": [{"from": "human", "value": q.prompt()}, {"from": "gpt", "value": q.answer}],
+                   "options": q.option_lines, "answer": q.answer}
+            out.append({"id": f"fresh{seed}_{i:06d}_q{k}", "category": q.category,
+                        "conversations": mc_answer(rec, answer)["conversations"], "objects": objects})
+    return out
+
+
 def option_lookup_records(data_dir: str | os.PathLike, split: str = "train", *, n: int = 4000,
                           seed: int = 0) -> list[dict]:
     """``n`` option lookups over four distinct option texts of the split, answered " X (letter)"; every other
@@ -163,10 +201,11 @@ def option_lookup_records(data_dir: str | os.PathLike, split: str = "train", *, 
 
 
 def text_warmup_records(data_dir: str | os.PathLike, split: str = "train", *, lookups: int = 20000,
-                        scene_qa: bool = False, scene_words: int = 0, object_qa: int = 0, answer: str = "text_letter",
-                        seed: int = 0) -> list[dict]:
+                        scene_qa: bool = False, scene_words: int = 0, object_qa: int = 0, fresh_scenes: int = 0,
+                        answer: str = "text_letter", seed: int = 0) -> list[dict]:
     """Option lookups (+ the split's scene QA when ``scene_qa``, + ``scene_words`` copies of the word-scene
-    records, + ``object_qa`` copies of the object-vector QA records answered in format ``answer``), shuffled."""
+    records, + ``object_qa`` copies of the object-vector QA records and the QA of ``fresh_scenes`` new scenes,
+    answered in format ``answer``), shuffled."""
     records = option_lookup_records(data_dir, split, n=lookups, seed=seed) if lookups else []
     if scene_qa:
         records += scene_qa_records(data_dir, split)
@@ -174,6 +213,8 @@ def text_warmup_records(data_dir: str | os.PathLike, split: str = "train", *, lo
         records += scene_words_records(data_dir, split, copies=scene_words, seed=seed)
     if object_qa:
         records += object_qa_records(data_dir, split, copies=object_qa, seed=seed, answer=answer)
+    if fresh_scenes:
+        records += fresh_object_qa_records(data_dir, fresh_scenes, seed=seed, answer=answer)
     random.Random(seed).shuffle(records)
     return records
 
@@ -356,6 +397,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="also train on N copies of the split's multiple-choice QA over object vectors (one vector "
                         "per object = its summed word embeddings, where the video's trajectory tokens go; see "
                         "object_qa_records)")
+    p.add_argument("--fresh-scenes", type=int, default=0, metavar="N",
+                   help="also train on the QA of N new scenes from the ShapesQA sampler, over object vectors "
+                        "(fresh_object_qa_records; ~3.5 questions per scene)")
     p.add_argument("--answer", choices=ANSWER_FORMATS, default="text_letter",
                    help="answer format of the --object-qa records: ' red' (text) or ' red (B)' (text_letter)")
     p.add_argument("--max-minutes", type=float, default=None)
@@ -370,10 +414,11 @@ def main(argv: list[str] | None = None) -> int:
     proc = TrajVLMProcessor(tok, TrajVLMVideoProcessor(size=16, image_mean=[0.5] * 3, image_std=[0.5] * 3),
                             args.chat_template)
     records = text_warmup_records(args.data, lookups=args.lookups, scene_qa=args.scene_qa,
-                                  scene_words=args.scene_words, object_qa=args.object_qa, answer=args.answer,
+                                  scene_words=args.scene_words, object_qa=args.object_qa,
+                                  fresh_scenes=args.fresh_scenes, answer=args.answer,
                                   seed=args.seed)
     if not records:
-        p.error("nothing to train on: --lookups 0 without --scene-qa, --scene-words or --object-qa")
+        p.error("nothing to train on: --lookups 0 without --scene-qa, --scene-words, --object-qa or --fresh-scenes")
     Path(args.data, TEXT_FILE).write_text(json.dumps(records))
     val = None
     if args.val:
@@ -383,7 +428,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.scene_words:  # first question of each held-out word scene
             val_records += [{**r, "conversations": r["conversations"][:2]}
                             for r in scene_words_records(args.data, "val", seed=args.seed + 1)[: args.val]]
-        if args.object_qa:
+        if args.object_qa or args.fresh_scenes:
             val_records += object_qa_records(args.data, "val", seed=args.seed + 1, answer=args.answer)[: args.val]
         val = TextBatcher(proc, val_records, embed=lm.get_input_embeddings())
     print(f"{len(records)} text records -> {Path(args.data, TEXT_FILE)}; warming up {args.llm}", flush=True)
