@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
 # Rebuild the built-in default model (trajvlm/assets/default_model) from nothing, on CPU:
 #   ShapesQA data -> segmenter pretraining (ConvBackbone + TrajTok segmenter, Hungarian mask loss)
-#   -> tokenizer + small Llama + stage-2 data -> the Llama's text warm-up (trajvlm.train.text_warmup: scene QA
-#   from captions + option lookup, so it reads a multiple-choice prompt before it sees video)
-#   -> stage 1 (pretrain_trajvlm.py, DeepSpeed ZeRO-2)
-#   -> stage 2 (finetune_trajvlm.py, DeepSpeed ZeRO-2) -> held-out test accuracy -> copy into the package.
+#   -> tokenizer + small Llama + stage-1/2 data (QA answered with the option's text, " red")
+#   -> the Llama's text warm-up (trajvlm.train.text_warmup --fresh-scenes: multiple-choice QA where each object
+#      is ONE input vector, the sum of its word embeddings, spliced where TrajTok's one token per trajectory goes)
+#   -> stage 1 (pretrain_trajvlm.py, DeepSpeed ZeRO-2): the connector learns to write those object vectors from
+#      video (vision tower, segmenter and LLM frozen), on the same questions
+#   -> stage 2 (finetune_trajvlm.py, DeepSpeed ZeRO-2): LLM + connector together, LLM at a low rate
+#   -> held-out test accuracy -> copy into the package.
 #
 #   bash scripts/build_default_model.sh                          # everything, in runs/default_model
 #   WORK=/tmp/dm INSTALL=0 bash scripts/build_default_model.sh   # elsewhere, without replacing the shipped model
-#   CONNECTOR=patch WORK=runs/patch_twin INSTALL=0 STAGE2_MINUTES=37 bash scripts/build_default_model.sh
-#       # the patch-token twin: same data, vision tower, LLM init and recipe, patch connector (2x2 pooling),
-#       # stage 2 capped at the same wall-clock as the TrajVLM run (eval/results/accuracy.md)
+#   CONNECTOR=patch WORK=runs/patch_twin INSTALL=0 bash scripts/build_default_model.sh
+#       # the patch-token twin: same data, vision tower, LLM warm-up and recipe, patch connector (2x2 pooling)
 #
 # The vision tower and the segmenter are frozen after step 2, so the trainer caches each video's trajectories
 # (trajvlm.trajtok.cache) in TRACK_CACHE (default WORK/track_cache; a subfolder per segmenter fingerprint, so
@@ -18,9 +20,9 @@
 # segmenter) reads them back, and later epochs only run the trajectory encoder, projector and LLM.
 # Each step is skipped when its output exists (delete the folder to redo it); SEGMENTER=DIR reuses a segmenter
 # trained earlier by scripts/train_segmenter.py (DIR/backbone + DIR/trajtok). Knobs (environment): WORK,
-# NUM_VIDEOS, SEG_STEPS, SEG_MINUTES, TEXT_STEPS, TEXT_MINUTES, TEXT_LR, STAGE1_STEPS, STAGE2_STEPS, STAGE2_MINUTES,
-# STAGE2_LLM_LR, STAGE2_CONNECTOR_LR, TRACK_CACHE, BATCH, NUM_FRAMES, ROI_SIZE, CONNECTOR (trajtok | patch), MASTER_PORT,
-# INSTALL (1 = copy into assets).
+# NUM_VIDEOS, SEG_STEPS, SEG_MINUTES, TEXT_SCENES, TEXT_STEPS, TEXT_MINUTES, TEXT_LR, STAGE1_STEPS, STAGE1_MINUTES,
+# STAGE2_STEPS, STAGE2_MINUTES, STAGE2_LLM_LR, STAGE2_CONNECTOR_LR, TRACK_CACHE, BATCH, NUM_FRAMES, ROI_SIZE,
+# CONNECTOR (trajtok | patch), MASTER_PORT, INSTALL (1 = copy into assets).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
@@ -29,15 +31,17 @@ DS=${DS:-.venv/bin/deepspeed}
 WORK=${WORK:-runs/default_model}
 DATA=${DATA:-$WORK/shapesqa}
 NUM_VIDEOS=${NUM_VIDEOS:-2500}
-SEG_STEPS=${SEG_STEPS:-600}
-SEG_MINUTES=${SEG_MINUTES:-30}
-TEXT_STEPS=${TEXT_STEPS:-3000}
-TEXT_MINUTES=${TEXT_MINUTES:-30}
-TEXT_LR=${TEXT_LR:-5e-4}
-STAGE1_STEPS=${STAGE1_STEPS:-40}
-STAGE2_STEPS=${STAGE2_STEPS:-1200}
-STAGE2_MINUTES=${STAGE2_MINUTES:-}
-STAGE2_LLM_LR=${STAGE2_LLM_LR:-3e-4}
+SEG_STEPS=${SEG_STEPS:-1500}
+SEG_MINUTES=${SEG_MINUTES:-40}
+TEXT_SCENES=${TEXT_SCENES:-15000}
+TEXT_STEPS=${TEXT_STEPS:-900}
+TEXT_MINUTES=${TEXT_MINUTES:-40}
+TEXT_LR=${TEXT_LR:-1e-3}
+STAGE1_STEPS=${STAGE1_STEPS:-1500}
+STAGE1_MINUTES=${STAGE1_MINUTES:-30}
+STAGE2_STEPS=${STAGE2_STEPS:-600}
+STAGE2_MINUTES=${STAGE2_MINUTES:-20}
+STAGE2_LLM_LR=${STAGE2_LLM_LR:-1e-4}
 STAGE2_CONNECTOR_LR=${STAGE2_CONNECTOR_LR:-1e-3}
 BATCH=${BATCH:-16}
 NUM_FRAMES=${NUM_FRAMES:-16}
@@ -62,14 +66,15 @@ if [ ! -d "$SEG/trajtok" ]; then
 fi
 
 if [ ! -d "$WORK/parts/llm" ] || [ ! -f "$DATA/train_sft.json" ]; then
-  stamp "3/7 tokenizer + Llama 4x256 + stage-2 data (QA answered ' text (letter)' + captions + option lookups)"
-  $PY -m trajvlm.train.default_model --data "$DATA" --out "$WORK/parts"
+  stamp "3/7 tokenizer + Llama 4x256 + stage-1/2 data (QA answered with the option's text)"
+  $PY -m trajvlm.train.default_model --data "$DATA" --out "$WORK/parts" --answer text --no-stage2-captions \
+      --stage2-lookups 0
 fi
 
 if [ ! -f "$WORK/parts/llm/text_warmup.json" ]; then
-  stamp "3b/7 the Llama's text warm-up: option lookups ($TEXT_STEPS steps, <= $TEXT_MINUTES min, lr $TEXT_LR)"
-  $PY -m trajvlm.train.text_warmup --data "$DATA" --llm "$WORK/parts/llm" --steps "$TEXT_STEPS" \
-      --max-minutes "$TEXT_MINUTES" --batch 32 --lr "$TEXT_LR"
+  stamp "3b/7 the Llama's text warm-up: QA over object vectors of $TEXT_SCENES new scenes ($TEXT_STEPS steps, <= $TEXT_MINUTES min)"
+  $PY -m trajvlm.train.text_warmup --data "$DATA" --llm "$WORK/parts/llm" --lookups 0 --fresh-scenes "$TEXT_SCENES" \
+      --answer text --steps "$TEXT_STEPS" --max-minutes "$TEXT_MINUTES" --batch 64 --lr "$TEXT_LR" --log-every 50 --val 200
 fi
 
 # TrajTok = the pretrained segmenter's config + box-aligned RoI features (shape) for the trajectory encoder
@@ -86,12 +91,12 @@ if [ "$CONNECTOR" = trajtok ]; then
 fi
 
 if [ ! -f "$WORK/stage1/model.safetensors" ]; then
-  stamp "4/7 stage 1: pretrain the connector on captions (vision tower, segmenter, LLM frozen), ZeRO-2"
+  stamp "4/7 stage 1: pretrain the connector on the QA (vision tower, segmenter, LLM frozen), ZeRO-2"
   $DS --master_port "$MASTER_PORT" scripts/pretrain_trajvlm.py --deepspeed scripts/zero2.json \
       --vision_tower "$SEG/backbone" --llm "$WORK/parts/llm" "${CONNECTOR_ARGS[@]}" --conv_template llama3 \
-      --data_path "$DATA/train_captions.json" --video_folder "$DATA" --num_frames "$NUM_FRAMES" \
-      --output_dir "$WORK/stage1" --max_steps "$STAGE1_STEPS" --per_device_train_batch_size "$BATCH" \
-      --connector_lr 1e-3 --learning_rate 1e-3 --seg_loss_weight 0 --warmup_steps 10 \
+      --data_path "$DATA/train_mcq.json" --video_folder "$DATA" --num_frames "$NUM_FRAMES" \
+      --output_dir "$WORK/stage1" --max_steps "$STAGE1_STEPS" --max_train_minutes "$STAGE1_MINUTES" \
+      --per_device_train_batch_size "$BATCH" --connector_lr 1e-3 --learning_rate 1e-3 --seg_loss_weight 0 --warmup_steps 20 \
       --lr_scheduler_type cosine --weight_decay 0.0 --logging_steps 10 --save_steps 1000 --save_total_limit 1 \
       --seed 0
 fi
