@@ -73,7 +73,7 @@ fi
 
 if [ ! -f "$WORK/parts/llm/text_warmup.json" ]; then
   stamp "3b/7 the Llama's text warm-up: QA over object vectors of $TEXT_SCENES new scenes ($TEXT_STEPS steps, <= $TEXT_MINUTES min)"
-  $PY -m trajvlm.train.text_warmup --data "$DATA" --llm "$WORK/parts/llm" --lookups 0 --fresh-scenes "$TEXT_SCENES" \
+  $PY -m trajvlm.train.text_warmup --data "$DATA" --llm "$WORK/parts/llm" --lookups 0 --fresh-scenes "$TEXT_SCENES" --spurious 0.3 \
       --answer text --steps "$TEXT_STEPS" --max-minutes "$TEXT_MINUTES" --batch 64 --lr "$TEXT_LR" --log-every 50 --val 200
 fi
 

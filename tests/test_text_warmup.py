@@ -356,3 +356,24 @@ def test_fresh_object_qa_records_are_new_scenes_with_consistent_answers(shapes, 
         fresh_object_qa_records(shapes, -1)
     with pytest.raises(FileNotFoundError, match="meta.json"):
         fresh_object_qa_records(tmp_path, 2)
+
+
+def test_spurious_backgrounds_leave_the_objects_in_order(shapes):
+    import random
+
+    from trajvlm.data.synthetic.scene import scene_from_dict
+
+    scenes = [scene_from_dict(d) for d in json.loads((shapes / "train_scenes.json").read_text())]
+    rng = random.Random(0)
+    extra = []
+    for scene in scenes * 5:
+        objs = object_words(scene, rng, spurious=0.5)
+        real = [o for o in objs if o != [BACKGROUND]]
+        start = {(o.colour, o.shape, o.direction): o.t_start for o in scene.objects}
+        times = [start[tuple(o[:3])] for o in real]
+        assert len(real) == len(scene.objects) and times == sorted(times)
+        extra.append(objs.count([BACKGROUND]) - 1)
+    assert set(extra) == {0, 1, 2}  # none, one or two fragments
+    assert all(object_words(s, rng, spurious=0.0).count([BACKGROUND]) == 1 for s in scenes)
+    with pytest.raises(ValueError, match="probability"):
+        object_words(scenes[0], rng, spurious=1.5)

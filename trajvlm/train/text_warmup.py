@@ -96,20 +96,27 @@ def scene_words_records(data_dir: str | os.PathLike, split: str = "train", *, co
 BACKGROUND = "background"  # the word of the background pseudo-object (TrajTok keeps the background as a trajectory)
 
 
-def object_words(scene, rng: random.Random, *, background: bool = True) -> list[list[str]]:
+def object_words(scene, rng: random.Random, *, background: bool = True, spurious: float = 0.0) -> list[list[str]]:
     """A scene as one word list per object, in order of first appearance: [colour, shape, direction] (+ "briefly"
     for the needle) -- the text stand-in for one trajectory token each.
 
     Objects that appear in the same frame are in random order (TrajTok orders ties by trajectory id, which says
     nothing about the scene). With ``background`` a ["background"] pseudo-object is put at a random place among
     the objects present from the first frame: the segmenter keeps the background as a trajectory of its own
-    (it is never counted or asked about).
+    (it is never counted or asked about). With probability ``spurious`` one or two more ["background"] entries go
+    anywhere in the list: a real segmenter also leaves small fragments as extra trajectories, and an LLM that
+    learned to skip any number of them lets the connector write a fragment as "background".
     """
+    if not 0.0 <= spurious <= 1.0:
+        raise ValueError(f"spurious must be a probability in [0, 1], got {spurious!r}")
     needle = scene.objects[scene.needle] if scene.needle is not None else None
     objs = [[o.t_start, rng.random(), [o.colour, o.shape, o.direction] + (["briefly"] if o is needle else [])]
             for o in scene.objects]
     if background:
         objs.append([min(o.t_start for o in scene.objects), rng.random(), [BACKGROUND]])
+    if spurious and rng.random() < spurious:
+        last = max(o.t_start for o in scene.objects)
+        objs += [[rng.randint(0, last), rng.random(), [BACKGROUND]] for _ in range(rng.randint(1, 2))]
     return [words for _, _, words in sorted(objs, key=lambda x: (x[0], x[1]))]
 
 
@@ -138,10 +145,11 @@ _FRESH_STREAM = 7  # numpy seed stream of the fresh warm-up scenes (the dataset'
 
 
 def fresh_object_qa_records(data_dir: str | os.PathLike, n_scenes: int, *, seed: int = 0, background: bool = True,
-                            answer: str = "text_letter") -> list[dict]:
+                            spurious: float = 0.0, answer: str = "text_letter") -> list[dict]:
     """Like ``object_qa_records`` over ``n_scenes`` new scenes drawn from the ShapesQA scene sampler with the
     dataset's generator settings (DATA/meta.json), nothing rendered: more language-side data for the warm-up
     than the split's few thousand questions, and none of them a test scene's (a separate seed stream).
+    ``spurious``: see ``object_words``.
 
     The object vectors of the video stages come from the videos; these scenes exist only as words.
     """
@@ -163,7 +171,7 @@ def fresh_object_qa_records(data_dir: str | os.PathLike, n_scenes: int, *, seed:
     for i in range(n_scenes):
         rng = np.random.default_rng([cfg.seed, _FRESH_STREAM, seed, i])
         scene = sample_scene(rng, cfg.scene_config(), needle=bool(rng.random() < cfg.needle_fraction))
-        objects = object_words(scene, rng_py, background=background)
+        objects = object_words(scene, rng_py, background=background, spurious=spurious)
         for k, q in enumerate(make_questions(scene, rng, count_range=(cfg.min_objects, cfg.max_objects))):
             rec = {"conversations": [{"from": "human", "value": q.prompt()}, {"from": "gpt", "value": q.answer}],
                    "options": q.option_lines, "answer": q.answer}
@@ -202,7 +210,7 @@ def option_lookup_records(data_dir: str | os.PathLike, split: str = "train", *, 
 
 def text_warmup_records(data_dir: str | os.PathLike, split: str = "train", *, lookups: int = 20000,
                         scene_qa: bool = False, scene_words: int = 0, object_qa: int = 0, fresh_scenes: int = 0,
-                        answer: str = "text_letter", seed: int = 0) -> list[dict]:
+                        spurious: float = 0.0, answer: str = "text_letter", seed: int = 0) -> list[dict]:
     """Option lookups (+ the split's scene QA when ``scene_qa``, + ``scene_words`` copies of the word-scene
     records, + ``object_qa`` copies of the object-vector QA records and the QA of ``fresh_scenes`` new scenes,
     answered in format ``answer``), shuffled."""
@@ -214,7 +222,7 @@ def text_warmup_records(data_dir: str | os.PathLike, split: str = "train", *, lo
     if object_qa:
         records += object_qa_records(data_dir, split, copies=object_qa, seed=seed, answer=answer)
     if fresh_scenes:
-        records += fresh_object_qa_records(data_dir, fresh_scenes, seed=seed, answer=answer)
+        records += fresh_object_qa_records(data_dir, fresh_scenes, seed=seed, spurious=spurious, answer=answer)
     random.Random(seed).shuffle(records)
     return records
 
@@ -400,6 +408,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fresh-scenes", type=int, default=0, metavar="N",
                    help="also train on the QA of N new scenes from the ShapesQA sampler, over object vectors "
                         "(fresh_object_qa_records; ~3.5 questions per scene)")
+    p.add_argument("--spurious", type=float, default=0.0,
+                   help="--fresh-scenes: probability of 1-2 extra 'background' vectors anywhere in a scene (object_words)")
     p.add_argument("--answer", choices=ANSWER_FORMATS, default="text_letter",
                    help="answer format of the --object-qa records: ' red' (text) or ' red (B)' (text_letter)")
     p.add_argument("--max-minutes", type=float, default=None)
@@ -415,7 +425,7 @@ def main(argv: list[str] | None = None) -> int:
                             args.chat_template)
     records = text_warmup_records(args.data, lookups=args.lookups, scene_qa=args.scene_qa,
                                   scene_words=args.scene_words, object_qa=args.object_qa,
-                                  fresh_scenes=args.fresh_scenes, answer=args.answer,
+                                  fresh_scenes=args.fresh_scenes, spurious=args.spurious, answer=args.answer,
                                   seed=args.seed)
     if not records:
         p.error("nothing to train on: --lookups 0 without --scene-qa, --scene-words, --object-qa or --fresh-scenes")
