@@ -71,10 +71,18 @@ if [ ! -d "$WORK/parts/llm" ] || [ ! -f "$DATA/train_sft.json" ]; then
       --stage2-lookups 0
 fi
 
-if [ ! -f "$WORK/parts/llm/text_warmup.json" ]; then
-  stamp "3b/7 the Llama's text warm-up: QA over object vectors of $TEXT_SCENES new scenes ($TEXT_STEPS steps, <= $TEXT_MINUTES min)"
+# two phases, each recorded in parts/llm/text_warmup_phase{1,2}.json (text_warmup.json = the last one)
+if [ ! -f "$WORK/parts/llm/text_warmup_phase1.json" ]; then
+  stamp "3b/7 the Llama's text warm-up, phase 1: QA over object vectors of $TEXT_SCENES new scenes, 30 % with fragments ($TEXT_STEPS steps, <= $TEXT_MINUTES min)"
   $PY -m trajvlm.train.text_warmup --data "$DATA" --llm "$WORK/parts/llm" --lookups 0 --fresh-scenes "$TEXT_SCENES" --spurious 0.3 \
       --answer text --steps "$TEXT_STEPS" --max-minutes "$TEXT_MINUTES" --batch 64 --lr "$TEXT_LR" --log-every 50 --val 200
+  cp "$WORK/parts/llm/text_warmup.json" "$WORK/parts/llm/text_warmup_phase1.json"
+fi
+if [ ! -f "$WORK/parts/llm/text_warmup_phase2.json" ]; then
+  stamp "3c/7 the Llama's text warm-up, phase 2: 6000 more scenes, no fragments, lr 5e-4 (300 steps, <= 11 min)"
+  $PY -m trajvlm.train.text_warmup --data "$DATA" --llm "$WORK/parts/llm" --lookups 0 --fresh-scenes 6000 --spurious 0 \
+      --answer text --steps 300 --max-minutes 11 --batch 64 --lr 5e-4 --log-every 50 --val 200 --seed 1
+  cp "$WORK/parts/llm/text_warmup.json" "$WORK/parts/llm/text_warmup_phase2.json"
 fi
 
 # TrajTok = the pretrained segmenter's config + box-aligned RoI features (shape) for the trajectory encoder
