@@ -10,6 +10,12 @@ markdown table of step / train loss / val mIoU.
 Val mIoU is Hungarian-matched mean IoU over object trajectories (background excluded) on the feature grid:
 "video" runs the whole TrajTok (chunks of frames_per_chunk + cross-chunk linking) over each full val video,
 "chunk" scores each chunk's raw segmenter argmax separately (no linking).
+Object level (trajvlm.trajtok.object_counts, on the same whole-video TrajTok output): "count match" is the
+fraction of val videos whose kept trajectories (TrajTok's own selection: area > min_area), minus the background
+one, are exactly as many as the GT objects; "object recall" is the fraction of GT objects (pooled over videos)
+matched one-to-one to a kept trajectory with IoU >= 0.5.
+
+    python scripts/train_segmenter.py --data DIR --eval-only runs/trajtok_segmenter   # score a saved segmenter
 """
 
 from __future__ import annotations
@@ -17,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 import time
 from dataclasses import dataclass
@@ -27,6 +32,7 @@ import numpy as np
 import torch
 
 from trajvlm.trajtok import TrajTok, TrajTokConfig, matched_miou, segmentation_loss
+from trajvlm.trajtok.metrics import object_counts, summarize_object_counts
 from trajvlm.video.io import load_video
 from trajvlm.vision.conv_backbone import ConvBackbone, ConvBackboneConfig
 
@@ -94,12 +100,13 @@ def evaluate(backbone: ConvBackbone, trajtok: TrajTok, clips: list[Clip]) -> dic
     backbone.eval()
     trajtok.eval()
     fpc = trajtok.config.frames_per_chunk
-    video_scores, chunk_scores = [], []
+    video_scores, chunk_scores, counts = [], [], []
     for c in clips:
         feats = features_of(backbone, to_pixels(c.frames, backbone.config)).unsqueeze(0)  # (1,T,h,w,C)
         out = trajtok(feats)
-        masks = torch.from_numpy(c.masks).unsqueeze(0)
+        masks = torch.from_numpy(c.masks).unsqueeze(0)  # (1,T,H,W)
         video_scores.append(matched_miou(out.hard_ids, masks, [torch.from_numpy(c.graph)]))
+        counts += object_counts(out.hard_ids, out.trajectory_ids, masks, [torch.from_numpy(c.graph)])
         slots = out.assignment_logits.argmax(-1)  # (1,T,h,w) per-chunk slot ids
         for s in range(0, feats.shape[1], fpc):
             g = torch.from_numpy(c.graph[:, s : s + fpc])
@@ -107,13 +114,60 @@ def evaluate(backbone: ConvBackbone, trajtok: TrajTok, clips: list[Clip]) -> dic
                 chunk_scores.append(matched_miou(slots[:, s : s + fpc], masks[:, s : s + fpc], [g]))
     backbone.train()
     trajtok.train()
-    return {"video_miou": float(np.mean(video_scores)), "chunk_miou": float(np.mean(chunk_scores))}
+    errors = np.array([c.count_error for c in counts])
+    return {
+        "video_miou": float(np.mean(video_scores)),
+        "chunk_miou": float(np.mean(chunk_scores)),
+        **summarize_object_counts(counts),
+        "count_errors": {int(e): int((errors == e).sum()) for e in np.unique(errors)},  # kept - GT -> videos
+    }
+
+
+def fmt_eval(ev: dict) -> str:
+    return (
+        f"video mIoU {ev['video_miou']:.3f} chunk mIoU {ev['chunk_miou']:.3f} count match {ev['count_match']:.3f} "
+        f"object recall {ev['object_recall']:.3f}"
+    )
+
+
+def load_segmenter(directory: Path) -> tuple[ConvBackbone, TrajTok]:
+    """What --out holds: DIR/backbone (ConvBackbone.save_pretrained) + DIR/trajtok (TrajTok.save_pretrained)."""
+    return ConvBackbone.from_pretrained(directory / "backbone"), TrajTok.from_pretrained(directory / "trajtok")
+
+
+def save_segmenter(directory: Path, backbone: ConvBackbone, trajtok: TrajTok) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    backbone.save_pretrained(directory / "backbone")
+    trajtok.save_pretrained(directory / "trajtok")
+
+
+def print_table(log: list[dict], final: dict | None, num_val: int) -> None:
+    print(
+        "\n| step | train loss | val video mIoU | val chunk mIoU | count match | object recall | CPU minutes |"
+        "\n|---:|---:|---:|---:|---:|---:|---:|"
+    )
+    for e in log:
+        loss = "-" if e["loss"] is None else f"{e['loss']:.3f}"
+        print(
+            f"| {e['step']} | {loss} | {e['video_miou']:.3f} | {e['chunk_miou']:.3f} | {e['count_match']:.3f} "
+            f"| {e['object_recall']:.3f} | {e['minutes']} |"
+        )
+    if final is not None:
+        print(
+            f"| final ({final['label']}), all {num_val} val videos | | {final['video_miou']:.3f} | "
+            f"{final['chunk_miou']:.3f} | {final['count_match']:.3f} | {final['object_recall']:.3f} | |"
+        )
+        print(f"count error (kept - GT objects) -> videos: {final['count_errors']}", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", required=True, type=Path, help="ShapesQA folder")
-    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--out", type=Path, help="where backbone/ and trajtok/ are written (required unless --eval-only)")
+    p.add_argument(
+        "--eval-only", type=Path, default=None, metavar="DIR",
+        help="no training: score DIR/{backbone,trajtok} on the whole val split and print the table row",
+    )
     p.add_argument("--steps", type=int, default=600)
     p.add_argument(
         "--max-minutes", type=float, default=20.0,
@@ -127,9 +181,31 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--val-limit", type=int, default=None, help="evaluate on the first N val videos during training (final: all)"
     )
+    p.add_argument(
+        "--train-limit", type=int, default=None, help="train on the first N train videos (default: all)"
+    )
+    p.add_argument(
+        "--save-best", choices=("video_miou", "count_match", "object_recall"), default=None,
+        help="after every evaluation that beats the best so far on this val metric, write --out right away "
+        "(usable while training runs); the final evaluation and --out are then of the best weights. "
+        "Default: save the last weights once, at the end",
+    )
+    p.add_argument(
+        "--save-min", type=float, default=None,
+        help="with --save-best: write --out during training only once the metric also exceeds this value "
+        "(e.g. the figure of the checkpoint it is meant to replace, from --eval-only with the same --val-limit)",
+    )
     p.add_argument("--num-queries", type=int, default=10)
     p.add_argument("--hidden-dim", type=int, default=64)
     p.add_argument("--refine-layers", type=int, default=2)
+    p.add_argument(
+        "--refine-dilation", type=int, default=1,
+        help="refine block i uses spatial dilation refine_dilation**i (capped at 8); 1 = the original blocks",
+    )
+    p.add_argument(
+        "--refine-temporal", action="store_true",
+        help="refine blocks convolve over (t,h,w) instead of each frame alone (pixel embeddings see motion)",
+    )
     p.add_argument("--min-area", type=int, default=8, help="saved TrajTok config: drop trajectories with <= this many cells")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--focal-weight", type=float, default=20.0)
@@ -138,11 +214,23 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.steps < 1 or args.batch < 1 or args.clip_frames < 1 or args.eval_every < 1:
         p.error("--steps, --batch, --clip-frames and --eval-every must be >= 1")
+    if args.out is None and args.eval_only is None:
+        p.error("--out is required unless --eval-only")
+
+    if args.eval_only is not None:
+        backbone, trajtok = load_segmenter(args.eval_only)
+        val = load_split(args.data, "val", args.val_limit)
+        cpu0 = time.process_time()
+        final = {**evaluate(backbone, trajtok, val), "label": str(args.eval_only)}
+        print(f"{args.eval_only} on {len(val)} val videos: {fmt_eval(final)} "
+              f"({(time.process_time() - cpu0) / 60:.1f} CPU min)", flush=True)
+        print_table([], final, len(val))
+        return 0
 
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
     t_load = time.perf_counter()
-    train, val = load_split(args.data, "train"), load_split(args.data, "val", args.val_limit)
+    train, val = load_split(args.data, "train", args.train_limit), load_split(args.data, "val", args.val_limit)
     print(f"loaded {len(train)} train / {len(val)} val videos in {time.perf_counter() - t_load:.1f} s", flush=True)
 
     bb_cfg = ConvBackboneConfig(image_size=int(train[0].frames.shape[1]))
@@ -153,6 +241,8 @@ def main(argv: list[str] | None = None) -> int:
         num_queries=args.num_queries,
         frames_per_chunk=args.clip_frames,
         refine_layers=args.refine_layers,
+        refine_dilation=args.refine_dilation,
+        refine_temporal=args.refine_temporal,
         min_area=args.min_area,
     )
     trajtok = TrajTok(tt_cfg)
@@ -165,11 +255,20 @@ def main(argv: list[str] | None = None) -> int:
         frac = (step - args.warmup) / max(1, args.steps - args.warmup)
         return args.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0))))
 
+    def write_log(final: dict | None, num_val: int) -> None:
+        (args.out / "train_log.json").write_text(
+            json.dumps(
+                {"args": {k: str(v) for k, v in vars(args).items()}, "curve": log, "final": final, "val_videos": num_val},
+                indent=1,
+            )
+        )
+
     log: list[dict] = []
+    best: dict | None = None  # {"step", "value", "state"} of the best evaluation so far (--save-best)
     start, cpu_start = time.perf_counter(), time.process_time()
     ev = evaluate(backbone, trajtok, val)
     log.append({"step": 0, "loss": None, **ev, "minutes": 0.0})
-    print(f"step 0 val video mIoU {ev['video_miou']:.3f} chunk mIoU {ev['chunk_miou']:.3f}", flush=True)
+    print(f"step 0 val {fmt_eval(ev)}", flush=True)
     running, step = [], 0
     for step in range(1, args.steps + 1):
         for g in opt.param_groups:
@@ -200,37 +299,33 @@ def main(argv: list[str] | None = None) -> int:
             entry = {"step": step, "loss": float(np.mean(running)), **ev, "minutes": round(minutes, 2), "wall_minutes": round(wall, 2)}
             log.append(entry)
             running = []
-            print(
-                f"step {step} loss {entry['loss']:.3f} val video mIoU {ev['video_miou']:.3f} "
-                f"chunk mIoU {ev['chunk_miou']:.3f} ({minutes:.1f} CPU min, {wall:.1f} wall min)",
-                flush=True,
-            )
+            print(f"step {step} loss {entry['loss']:.3f} val {fmt_eval(ev)} ({minutes:.1f} CPU min, {wall:.1f} wall min)", flush=True)
+            if args.save_best is not None and (best is None or ev[args.save_best] > best["value"]):
+                best = {
+                    "step": step,
+                    "value": ev[args.save_best],
+                    "state": ({k: v.clone() for k, v in backbone.state_dict().items()},
+                              {k: v.clone() for k, v in trajtok.state_dict().items()}),
+                }
+                if args.save_min is None or best["value"] > args.save_min:
+                    save_segmenter(args.out, backbone, trajtok)
+                    write_log(None, len(val))
+                    print(f"  best {args.save_best} so far: wrote {args.out} ({time.strftime('%H:%M:%S')})", flush=True)
         if out_of_time:
             print(f"stopping at step {step}: --max-minutes {args.max_minutes} reached", flush=True)
             break
 
+    label = f"last weights, step {step}"
+    if best is not None:
+        backbone.load_state_dict(best["state"][0])
+        trajtok.load_state_dict(best["state"][1])
+        label = f"best {args.save_best} weights, step {best['step']}"
     full_val = val if args.val_limit is None else load_split(args.data, "val")
-    final = evaluate(backbone, trajtok, full_val)
-    print(
-        f"final ({len(full_val)} val videos): video mIoU {final['video_miou']:.3f} chunk mIoU {final['chunk_miou']:.3f}",
-        flush=True,
-    )
-    args.out.mkdir(parents=True, exist_ok=True)
-    backbone.save_pretrained(args.out / "backbone")
-    trajtok.save_pretrained(args.out / "trajtok")
-    (args.out / "train_log.json").write_text(
-        json.dumps(
-            {"args": {k: str(v) for k, v in vars(args).items()}, "curve": log, "final": final, "val_videos": len(full_val)},
-            indent=1,
-        )
-    )
-    print("\n| step | train loss | val video mIoU | val chunk mIoU | CPU minutes |\n|---:|---:|---:|---:|---:|")
-    for e in log:
-        loss = "-" if e["loss"] is None else f"{e['loss']:.3f}"
-        print(f"| {e['step']} | {loss} | {e['video_miou']:.3f} | {e['chunk_miou']:.3f} | {e['minutes']} |")
-    print(
-        f"| final, all {len(full_val)} val videos | | {final['video_miou']:.3f} | {final['chunk_miou']:.3f} | |", flush=True
-    )
+    final = {**evaluate(backbone, trajtok, full_val), "label": label}
+    print(f"final ({label}, {len(full_val)} val videos): {fmt_eval(final)}", flush=True)
+    save_segmenter(args.out, backbone, trajtok)
+    write_log(final, len(full_val))
+    print_table(log, final, len(full_val))
     print(f"\nsaved {args.out}/backbone and {args.out}/trajtok", flush=True)
     return 0
 

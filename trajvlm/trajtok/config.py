@@ -52,6 +52,12 @@ class TrajTokConfig(PretrainedConfig):
         roi_size: P. Each trajectory's summary also gets its box-aligned P x P backbone features (sampled inside
             its box in every frame it is present in, averaged over time), which keep the object's layout --
             its shape -- that mask-average pooling loses. 0 = off (configs saved before this field existed).
+        refine_dilation: refine block i uses spatial dilation min(refine_dilation**i, refine_max_dilation), a wider
+            receptive field so a pixel sees the extent of the object it is on. 1 = every block 3x3 undilated
+            (configs saved before this field existed).
+        refine_max_dilation: cap on that dilation (>= 1).
+        refine_temporal: refine blocks convolve over (t,h,w) (3x3x3 depthwise) instead of each frame alone, so
+            pixel embeddings see motion. False = per-frame (configs saved before this field existed).
     """
 
     model_type = "trajtok"
@@ -76,6 +82,9 @@ class TrajTokConfig(PretrainedConfig):
         link_threshold: float = 0.75,
         track_memory: int | None = None,
         roi_size: int = 0,
+        refine_dilation: int = 1,
+        refine_max_dilation: int = 8,
+        refine_temporal: bool = False,
         **kwargs,
     ):
         unknown = sorted(k for k in kwargs if k not in _HF_KEYS and not k.startswith("_"))
@@ -122,6 +131,11 @@ class TrajTokConfig(PretrainedConfig):
             _int_at_least("track_memory", track_memory, num_queries)
         self.track_memory = track_memory
         self.roi_size = _int_at_least("roi_size", roi_size, 0)
+        self.refine_dilation = _int_at_least("refine_dilation", refine_dilation, 1)
+        self.refine_max_dilation = _int_at_least("refine_max_dilation", refine_max_dilation, 1)
+        if not isinstance(refine_temporal, bool):
+            raise ValueError(f"TrajTokConfig: refine_temporal must be a bool, got {refine_temporal!r}")
+        self.refine_temporal = refine_temporal
 
     @property
     def effective_track_memory(self) -> int:

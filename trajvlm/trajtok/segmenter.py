@@ -52,17 +52,29 @@ class SegmenterOutput(ModelOutput):
 
 
 class _RefineBlock(nn.Module):
-    """Per-frame depthwise 3x3 conv + pointwise MLP, residual. (B,t,h,w,D) -> (B,t,h,w,D)."""
+    """Depthwise conv + pointwise MLP, residual. (B,t,h,w,D) -> (B,t,h,w,D).
 
-    def __init__(self, dim: int, hidden: int):
+    temporal=False: per-frame 3x3 conv (attribute ``dw``, the original block). temporal=True: 3x3x3 conv over
+    (t,h,w) (attribute ``dw3d``), so a pixel also sees the neighbouring frames -- how the thing under it moves.
+    dilation spreads the spatial taps (receptive field) without more parameters.
+    """
+
+    def __init__(self, dim: int, hidden: int, *, dilation: int = 1, temporal: bool = False):
         super().__init__()
-        self.dw = nn.Conv2d(dim, dim, 3, padding=1, groups=dim)
+        self.temporal = temporal
+        if temporal:
+            self.dw3d = nn.Conv3d(dim, dim, 3, padding=(1, dilation, dilation), dilation=(1, dilation, dilation), groups=dim)
+        else:
+            self.dw = nn.Conv2d(dim, dim, 3, padding=dilation, dilation=dilation, groups=dim)
         self.norm = nn.LayerNorm(dim)
         self.mlp = MLP(dim, hidden)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, t, h, w, D = x.shape
-        y = self.dw(x.reshape(B * t, h, w, D).permute(0, 3, 1, 2)).permute(0, 2, 3, 1).reshape(B, t, h, w, D)
+        if self.temporal:
+            y = self.dw3d(x.permute(0, 4, 1, 2, 3)).permute(0, 2, 3, 4, 1)  # (B,D,t,h,w) -> (B,t,h,w,D)
+        else:
+            y = self.dw(x.reshape(B * t, h, w, D).permute(0, 3, 1, 2)).permute(0, 2, 3, 1).reshape(B, t, h, w, D)
         return x + self.mlp(self.norm(y))
 
 
@@ -92,7 +104,15 @@ class TrajSegmenter(nn.Module):
         self.config = config
         self.in_proj = nn.Linear(config.feature_dim, D)
         self.in_norm = nn.LayerNorm(D)
-        self.refine = nn.ModuleList(_RefineBlock(D, hidden) for _ in range(config.refine_layers))
+        self.refine = nn.ModuleList(
+            _RefineBlock(
+                D,
+                hidden,
+                dilation=min(config.refine_dilation**i, config.refine_max_dilation),
+                temporal=config.refine_temporal,
+            )
+            for i in range(config.refine_layers)
+        )
         self.pos_proj = nn.Linear(3 * (2 * config.num_pos_freqs + 1), D)
         self.queries = nn.Parameter(torch.randn(K, D))
         self.blocks = nn.ModuleList(_QueryBlock(D, config.num_heads, hidden) for _ in range(config.segmenter_depth))
