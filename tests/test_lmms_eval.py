@@ -230,7 +230,7 @@ class TrajVLMOracle(TrajVLMLmms):
         correct = {answer}  # the letter (shapesqa_mc) ...
         if answer in LETTERS and "options" in req.doc:  # ... or its option text, "B. red" -> "red" (shapesqa_cloze)
             correct.add(req.doc["options"][LETTERS.index(answer)].split(". ", 1)[1])
-        right = (continuation in correct) == (self.oracle == "correct")
+        right = (continuation.strip() in correct) == (self.oracle == "correct")  # cloze: " red"
         return (-0.1, True) if right else (-9.0, False)
 '''
 

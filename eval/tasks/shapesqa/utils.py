@@ -16,7 +16,7 @@ instruction); every metric is percent correct, overall (`<task>_acc`) and per qu
   highest log p(letter | video, prompt). Meaningful for a model that answers with the bare letter.
 - `shapesqa_cloze` scores the four option texts (the options without "A. "): the prediction is the option with
   the highest log p(text | video, prompt), summed over the text's tokens (the standard "cloze" multiple-choice
-  protocol; meaningful for a model whose answer starts with the option text, e.g. "red (B)").
+  protocol; each continuation is " <option text>" (target_delimiter " "), the built-in default model's answer format).
 
 The two log-likelihood tasks do not use lmms-eval's default multiple-choice scoring, which takes the argmin (it
 expects losses, lmms-eval issue #370) and, in lmms-eval 0.7.3, receives each (logprob, is_greedy) pair as its
