@@ -39,7 +39,7 @@ TEXT_MINUTES=${TEXT_MINUTES:-40}
 TEXT_LR=${TEXT_LR:-1e-3}
 STAGE1_STEPS=${STAGE1_STEPS:-1500}
 STAGE1_MINUTES=${STAGE1_MINUTES:-30}
-STAGE2_STEPS=${STAGE2_STEPS:-600}
+STAGE2_STEPS=${STAGE2_STEPS:-1800}
 STAGE2_MINUTES=${STAGE2_MINUTES:-20}
 STAGE2_LLM_LR=${STAGE2_LLM_LR:-1e-4}
 STAGE2_CONNECTOR_LR=${STAGE2_CONNECTOR_LR:-1e-3}
@@ -62,7 +62,8 @@ fi
 
 if [ ! -d "$SEG/trajtok" ]; then
   stamp "2/7 segmenter pretraining ($SEG_STEPS steps, <= $SEG_MINUTES min)"
-  $PY scripts/train_segmenter.py --data "$DATA" --out "$SEG" --steps "$SEG_STEPS" --max-minutes "$SEG_MINUTES"
+  $PY scripts/train_segmenter.py --data "$DATA" --out "$SEG" --batch 8 --steps "$SEG_STEPS" --max-minutes "$SEG_MINUTES" \
+      --eval-every 250 --val-limit 100 --save-best count_match
 fi
 
 if [ ! -d "$WORK/parts/llm" ] || [ ! -f "$DATA/train_sft.json" ]; then
