@@ -1,13 +1,15 @@
 """The shipped default model (trajvlm/assets/default_model) answers the demo's bundled ShapesQA examples correctly.
 
 What a newcomer sees first: the README's command opens the chat on this model with these examples. Each
-example's question is asked exactly as the demo asks it (TrajVLMChat, the model's own frame sampling, greedy)
-and the answer is graded like ShapesQA (trajvlm.eval.mcq: its letter, else the one option it names by text).
+example's question is asked through TrajVLMChat (greedy) and through the running demo app with its default
+settings (gradio_client, the named /ask endpoint), and the answer is graded like ShapesQA (trajvlm.eval.mcq: its
+letter, else the one option it names by text).
 """
 
 from __future__ import annotations
 
 import json
+import socket
 
 import pytest
 
@@ -27,7 +29,36 @@ def chat():
 
 @pytest.mark.parametrize("example", _examples(), ids=lambda e: e["category"])
 def test_default_model_answers_the_bundled_example(chat, example):
-    options = [line for line in example["question"].split("\n") if line[:3] in ("A. ", "B. ", "C. ", "D. ")]
+    options = _options(example)
     assert len(options) == 4
     answer = chat.ask(str(EXAMPLES_DIR / example["video"]), example["question"], max_new_tokens=8).text
     assert answer_letter(answer, options) == example["answer"], (answer, options, example["answer"])
+
+
+def _options(example: dict) -> list[str]:
+    return [line for line in example["question"].split("\n") if line[:3] in ("A. ", "B. ", "C. ", "D. ")]
+
+
+def test_the_demo_answers_every_bundled_example():
+    from gradio_client import Client, handle_file
+
+    from trajvlm.demo.app import launch
+    from trajvlm.demo.settings import DemoSettings
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    settings = DemoSettings(port=port)  # the default model, default frames / budget, as `trajvlm demo` starts
+    demo, url = launch(settings, block=False)
+    try:
+        client = Client(url, verbose=False, download_files=False)
+        for example in _examples():
+            job = client.submit(handle_file(str(EXAMPLES_DIR / example["video"])), example["question"],
+                                settings.default_frames, 0.0, 0, api_name="/ask")
+            job.result(timeout=120)
+            answer, stats = job.outputs()[-1]
+            assert stats.get("error") is None, stats
+            assert stats["trajectories"] >= 2 and stats["visual_tokens"] <= stats["patch_tokens"], stats
+            assert answer_letter(answer, _options(example)) == example["answer"], (example["category"], answer)
+    finally:
+        demo.close()
