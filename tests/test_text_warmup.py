@@ -118,14 +118,21 @@ def test_exact_match_needs_every_answer_token():
     assert answer_exact_match(logits, labels).tolist() == [True, False]
 
 
-def test_main_trains_in_place_and_records_the_curve(shapes, parts, tmp_path):
+def _llm_copy(parts, tmp_path):
+    """A copy of the parts' LLM folder to warm up in place, and its weights before."""
     import shutil
 
     from safetensors.torch import load_file
 
     llm = tmp_path / "llm"
     shutil.copytree(parts, llm)
-    before = load_file(str(llm / "model.safetensors"))
+    return llm, load_file(str(llm / "model.safetensors"))
+
+
+def test_main_trains_in_place_and_records_the_curve(shapes, parts, tmp_path):
+    from safetensors.torch import load_file
+
+    llm, before = _llm_copy(parts, tmp_path)
     assert main(["--data", str(shapes), "--llm", str(llm), "--steps", "30", "--batch", "8", "--lr", "3e-3",
                  "--lookups", "40", "--val", "8", "--log-every", "10"]) == 0
     record = json.loads((llm / "text_warmup.json").read_text())
@@ -313,13 +320,9 @@ def test_object_batches_splice_summed_word_embeddings_at_the_placeholder(shapes,
 
 
 def test_main_trains_on_object_qa(shapes, parts, tmp_path):
-    import shutil
-
     from safetensors.torch import load_file
 
-    llm = tmp_path / "llm"
-    shutil.copytree(parts, llm)
-    before = load_file(str(llm / "model.safetensors"))
+    llm, before = _llm_copy(parts, tmp_path)
     assert main(["--data", str(shapes), "--llm", str(llm), "--steps", "4", "--batch", "4", "--lookups", "4",
                  "--object-qa", "1", "--val", "6", "--log-every", "2"]) == 0
     record = json.loads((llm / "text_warmup.json").read_text())

@@ -40,8 +40,11 @@ def shapesqa_corpus(data_dir: str | os.PathLike, split: str = "train") -> list[s
 
 
 def option_text(record: dict) -> str:
-    """The text of a QA record's correct option ("B. red" -> "red")."""
-    return record["options"]["ABCD".index(record["answer"])].split(". ", 1)[1]
+    """The text of a QA record's correct option ("B. red" -> "red"; the option line is parsed by
+    trajvlm.eval.mcq.option_text, as the graders do)."""
+    from ..eval.mcq import option_text as line_text
+
+    return line_text(record["options"]["ABCD".index(record["answer"])])
 
 
 def answer_text(text: str, letter: str) -> str:

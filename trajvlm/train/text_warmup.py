@@ -47,6 +47,7 @@ import torch
 
 from ..data.collate import VideoTextCollator
 from ..model.processing_trajvlm import IGNORE_INDEX
+from ..eval.mcq import option_text as line_text
 from ..model.splice import splice_video_embeds
 from .default_model import ANSWER_FORMATS, answer_text, load_scenes, mc_answer, open_qa_turns, option_text
 
@@ -199,7 +200,7 @@ def option_lookup_records(data_dir: str | os.PathLike, split: str = "train", *, 
     (88 % on held-out text lookups) -- it had learned to look the quoted word up, not its own answer.
     """
     qa = json.loads(Path(data_dir, f"{split}_qa.json").read_text())
-    words = sorted({o.split(". ", 1)[1] for r in qa for o in r["options"]})
+    words = sorted({line_text(o) for r in qa for o in r["options"]})
     if len(words) < 4:
         raise ValueError(f"{split}_qa.json has only {len(words)} distinct option texts; need >= 4")
     rng = random.Random(seed)
