@@ -67,6 +67,18 @@ def test_main_writes_tokenizer_llm_and_data(shapes, tmp_path):
     assert all(m["conversations"][-1]["value"].endswith(f"({q['answer']})") for m, q in zip(mcq, qa))
 
 
+def test_records_only_writes_the_data(shapes):
+    for name in ("train_sft.json", "train_mcq.json"):
+        (shapes / name).unlink(missing_ok=True)
+    assert main(["--data", str(shapes), "--records-only", "--answer", "text", "--stage2-lookups", "0"]) == 0
+    qa = json.loads((shapes / "train_qa.json").read_text())
+    assert [r["id"] for r in json.loads((shapes / "train_mcq.json").read_text())] == [r["id"] for r in qa]
+    assert len(json.loads((shapes / "train_sft.json").read_text())) == len(qa) + len(
+        json.loads((shapes / "train_captions.json").read_text()))
+    with pytest.raises(SystemExit):  # neither --out nor --records-only
+        main(["--data", str(shapes)])
+
+
 def test_sft_records_without_captions(shapes):
     with_captions = sft_records(shapes, seed=2)
     without = sft_records(shapes, captions=False, seed=2)

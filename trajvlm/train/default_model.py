@@ -1,6 +1,7 @@
 """Parts of the built-in default model: a SentencePiece tokenizer and a small Llama, made from ShapesQA text.
 
     python -m trajvlm.train.default_model --data DIR --out PARTS [--hidden 256 --layers 4 --heads 4]
+    python -m trajvlm.train.default_model --data DIR --records-only   # the two JSON files only (reusing PARTS)
 
 writes ``PARTS/llm`` (LlamaForCausalLM, randomly initialised, + its tokenizer), ``DATA/train_sft.json`` (the
 stage-2 data: QA records answered " text (letter)" + caption records + option lookups, see ``sft_records``) and
@@ -179,7 +180,10 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m trajvlm.train.default_model", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", required=True, help="ShapesQA folder (its train split is the tokenizer corpus)")
-    p.add_argument("--out", required=True, help="writes OUT/llm")
+    p.add_argument("--out", help="writes OUT/llm (required unless --records-only)")
+    p.add_argument("--records-only", action="store_true",
+                   help="write only the stage-1/2 JSON files into --data (for a tokenizer + LLM made earlier, e.g. "
+                        "a warmed-up one reused on a larger ShapesQA folder)")
     p.add_argument("--vocab-size", type=int, default=768)
     p.add_argument("--hidden", type=int, default=256)
     p.add_argument("--layers", type=int, default=4)
@@ -195,6 +199,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="leave the caption records out of the stage-2 data")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
+    if args.out is None and not args.records_only:
+        p.error("--out is required (or --records-only to write only the stage-1/2 JSON files)")
     records = sft_records(args.data, lookups=args.stage2_lookups, open_qa=args.stage2_open_qa,
                           captions=args.stage2_captions, answer=args.answer, seed=args.seed)
     Path(args.data, SFT_FILE).write_text(json.dumps(records))
@@ -203,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     mcq = mcq_records(args.data, answer=args.answer)
     Path(args.data, MCQ_FILE).write_text(json.dumps(mcq))
     print(f"{len(mcq)} stage-1 records (QA, answer format {args.answer}) -> {Path(args.data, MCQ_FILE)}")
+    if args.records_only:
+        return 0
     tok = train_tokenizer(shapesqa_corpus(args.data), vocab_size=args.vocab_size)
     lm = build_llm(tok, hidden=args.hidden, layers=args.layers, heads=args.heads, seed=args.seed)
     out = Path(args.out, "llm")
