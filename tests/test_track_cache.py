@@ -196,3 +196,21 @@ def test_persistent_cache_folder_survives_a_save_load_round_trip(tmp_path):
         folders.append(model.enable_track_cache(directory=str(tmp_path / "cache")).directory)
         model.disable_track_cache()
     assert folders[0] == folders[1]
+
+
+def test_trainer_keeps_few_videos_in_memory_when_a_folder_holds_them(tmp_path):
+    from transformers import HfArgumentParser
+
+    from trajvlm.train.arguments import ModelArguments
+    from trajvlm.train.main import FOLDER_TRACK_CACHE, MEMORY_TRACK_CACHE, track_cache_size
+
+    parser = HfArgumentParser(ModelArguments)
+
+    def size(*argv):
+        (args,) = parser.parse_args_into_dataclasses(list(argv))
+        return track_cache_size(args)
+
+    assert size() == MEMORY_TRACK_CACHE
+    assert size("--track_cache_dir", str(tmp_path)) == FOLDER_TRACK_CACHE < MEMORY_TRACK_CACHE
+    assert size("--track_cache_dir", str(tmp_path), "--track_cache_size", "7") == 7
+    assert size("--track_cache_size", "9") == 9

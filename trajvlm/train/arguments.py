@@ -62,7 +62,13 @@ class ModelArguments:
         metadata={"help": "When the vision tower and the segmenter are both frozen and no segmentation loss is "
                   "used, cache each video's trajectories after the first epoch (skips tower + segmenter)."},
     )
-    track_cache_size: int = field(default=20000, metadata={"help": "Videos kept in the track cache (LRU)."})
+    track_cache_size: int | None = field(
+        default=None,
+        metadata={"help": "Videos kept in memory by the track cache (LRU). Default: 20000 without "
+                  "--track_cache_dir, 512 with it (the folder holds every video; reading one back costs well under "
+                  "a millisecond, while tens of thousands of small in-memory entries fragment the glibc heap: "
+                  "measured ~3 MB of resident memory per cached video)."},
+    )
     track_cache_dir: str | None = field(
         default=None,
         metadata={"help": "Also persist the cached trajectories here (safetensors, in a subfolder per frozen "

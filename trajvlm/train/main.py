@@ -257,6 +257,21 @@ def configure_stage(model, model_args: ModelArguments, training_args: TrajVLMTra
     return model
 
 
+MEMORY_TRACK_CACHE = 20000  # videos kept in memory when the cache has no folder
+FOLDER_TRACK_CACHE = 512  # ... and when a folder holds them all
+
+
+def track_cache_size(model_args: ModelArguments) -> int:
+    """Videos the track cache keeps in memory: --track_cache_size, else 20000 (memory only) or 512 (with a folder).
+
+    With a folder the in-memory LRU only saves a sub-millisecond file read, and many small long-lived entries
+    fragment the heap (measured: resident memory grew ~3 MB per cached 86 KB entry over 500 videos with a
+    20000 LRU, and stayed flat with 50)."""
+    if model_args.track_cache_size is not None:
+        return model_args.track_cache_size
+    return FOLDER_TRACK_CACHE if model_args.track_cache_dir else MEMORY_TRACK_CACHE
+
+
 def maybe_enable_track_cache(model, model_args: ModelArguments, training_args: TrajVLMTrainingArguments) -> bool:
     """Turn on the frozen-track cache when it cannot change the result: trajtok connector, vision tower and
     segmenter frozen, no segmentation loss. Returns whether it is on."""
@@ -271,9 +286,10 @@ def maybe_enable_track_cache(model, model_args: ModelArguments, training_args: T
     if not frozen:
         logger.info("track cache off: the vision tower or the segmenter trains")
         return False
-    cache = base.enable_track_cache(model_args.track_cache_size, model_args.track_cache_dir)
-    logger.info("track cache on (up to %d videos%s): tower + segmenter run once per video",
-                model_args.track_cache_size, f", persisted in {cache.directory}" if cache.directory else "")
+    size = track_cache_size(model_args)
+    cache = base.enable_track_cache(size, model_args.track_cache_dir)
+    logger.info("track cache on (up to %d videos in memory%s): tower + segmenter run once per video",
+                size, f", every video persisted in {cache.directory}" if cache.directory else "")
     return True
 
 
