@@ -8,7 +8,15 @@ import pytest
 
 from trajvlm.data.synthetic.__main__ import main as synth_main
 from trajvlm.eval.mcq import answer_letter
-from trajvlm.train.default_model import main, mc_answer, mcq_records, open_qa_records, sft_records, text_then_letter
+from trajvlm.train.default_model import (
+    extra_mcq_records,
+    main,
+    mc_answer,
+    mcq_records,
+    open_qa_records,
+    sft_records,
+    text_then_letter,
+)
 from trajvlm.train.evaluate import parse_letter
 
 
@@ -65,6 +73,30 @@ def test_main_writes_tokenizer_llm_and_data(shapes, tmp_path):
     mcq = json.loads((shapes / "train_mcq.json").read_text())  # the stage-1 data: the QA records, text then letter
     assert [r["id"] for r in mcq] == [r["id"] for r in qa]
     assert all(m["conversations"][-1]["value"].endswith(f"({q['answer']})") for m, q in zip(mcq, qa))
+
+
+def test_extra_questions_are_new_draws_about_the_same_videos(shapes):
+    scenes = {d["id"]: d for d in json.loads((shapes / "train_scenes.json").read_text())}
+    qa = json.loads((shapes / "train_qa.json").read_text())
+    extra = extra_mcq_records(shapes, copies=2, answer="text")
+    assert len({r["id"] for r in extra}) == len(extra) and len(extra) >= 2 * len(qa) - 2 * len(scenes)
+    assert {r["video"] for r in extra} == {d["video"] for d in scenes.values()}
+    assert extra_mcq_records(shapes, copies=2, answer="text") == extra  # deterministic
+    assert extra_mcq_records(shapes, copies=2, seed=1, answer="text") != extra
+    originals = {(r["video"], r["conversations"][0]["value"]) for r in qa}
+    assert any((r["video"], r["conversations"][0]["value"]) not in originals for r in extra)
+    for r in extra:  # the facts are the video's own
+        scene = scenes[r["id"].rsplit("_x", 1)[0]]
+        answer = r["conversations"][-1]["value"]
+        assert answer_letter(answer, r["options"]) == r["answer"]
+        if r["category"] == "counting":
+            assert answer == f" {len(scene['objects'])}"
+        if r["category"] == "needle":
+            needle = scene["objects"][scene["needle"]]
+            assert answer.strip() in (needle["colour"], needle["shape"])
+    assert len(sft_records(shapes, extra_qa=2, captions=False, answer="text")) == len(qa) + len(extra)
+    with pytest.raises(ValueError, match="copies"):
+        extra_mcq_records(shapes, copies=-1)
 
 
 def test_records_only_writes_the_data(shapes):

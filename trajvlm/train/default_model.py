@@ -19,9 +19,6 @@ import os
 import sys
 from pathlib import Path
 
-
-
-
 SFT_FILE = "train_sft.json"  # written into the ShapesQA folder: the stage-2 data
 MCQ_FILE = "train_mcq.json"  # written into the ShapesQA folder: the stage-1 data (the QA records alone)
 
@@ -130,6 +127,40 @@ def open_qa_records(data_dir: str | os.PathLike, split: str = "train", *, copies
             for d, scene in load_scenes(data_dir, split, copies=copies) for c in range(copies)]
 
 
+def question_record(q, answer: str = "text_letter") -> dict:
+    """One generated multiple-choice question (trajvlm.data.synthetic.questions.Question) -> a QA record without
+    video or id (category, question, options, answer, single-turn conversation answered in format ``answer``)."""
+    rec = {"category": q.category, "question": q.question, "options": q.option_lines, "answer": q.answer,
+           "conversations": [{"from": "human", "value": q.prompt()}, {"from": "gpt", "value": q.answer}]}
+    return mc_answer(rec, answer)
+
+
+_EXTRA_QA_STREAM = 8  # numpy seed stream of the extra question draws (the dataset's streams are 0-2, the warm-up's 7)
+
+
+def extra_mcq_records(data_dir: str | os.PathLike, split: str = "train", *, copies: int = 1, seed: int = 0,
+                      answer: str = "text_letter") -> list[dict]:
+    """``copies`` more multiple-choice question sets per video of the split, drawn by the generator's own
+    ``make_questions`` with new random streams: other objects asked about, the other of first/last, new
+    distractors and answer positions. The videos and their facts are the split's; only the questions are new,
+    so the held-out splits stay untouched. Records look like ``<split>_qa.json``'s (ids ``<video>_x<copy>q<k>``).
+    """
+    import numpy as np
+
+    from ..data.synthetic.questions import make_questions
+
+    scenes = load_scenes(data_dir, split, copies=copies)
+    g = json.loads(Path(data_dir, "meta.json").read_text())["generator"]
+    count_range = (g["min_objects"], g["max_objects"])
+    out = []
+    for i, (d, scene) in enumerate(scenes):
+        for c in range(copies):
+            rng = np.random.default_rng([g["seed"], _EXTRA_QA_STREAM, seed, i, c])
+            for k, q in enumerate(make_questions(scene, rng, count_range=count_range)):
+                out.append({"id": f"{d['id']}_x{c}q{k}", "video": d["video"], **question_record(q, answer)})
+    return out
+
+
 def mcq_records(data_dir: str | os.PathLike, split: str = "train", *, answer: str = "text_letter") -> list[dict]:
     """Every multiple-choice QA record of the split, answered in format ``answer`` (``mc_answer``)."""
     path = Path(data_dir, f"{split}_qa.json")
@@ -139,9 +170,9 @@ def mcq_records(data_dir: str | os.PathLike, split: str = "train", *, answer: st
 
 
 def sft_records(data_dir: str | os.PathLike, split: str = "train", *, lookups: int = 0, open_qa: int = 0,
-                captions: bool = True, answer: str = "text_letter", seed: int = 0) -> list[dict]:
-    """Stage-2 data of the default model: every QA record of the split (``mcq_records``), every
-    caption record (``captions``), ``open_qa`` copies of the dense open-question records (``open_qa_records``, multi-turn) and
+                extra_qa: int = 0, captions: bool = True, answer: str = "text_letter", seed: int = 0) -> list[dict]:
+    """Stage-2 data of the default model: every QA record of the split (``mcq_records``), ``extra_qa`` more
+    question sets per video (``extra_mcq_records``), every caption record (``captions``), ``open_qa`` copies of the dense open-question records (``open_qa_records``, multi-turn) and
     ``lookups`` text-only option lookups (trajvlm.train.text_warmup: they keep the letter binding the LLM learned
     in its text warm-up), shuffled; all but the open-question records are single-turn (as in evaluation)."""
     import random
@@ -149,6 +180,8 @@ def sft_records(data_dir: str | os.PathLike, split: str = "train", *, lookups: i
     from .text_warmup import option_lookup_records
 
     records = mcq_records(data_dir, split, answer=answer)
+    if extra_qa:
+        records += extra_mcq_records(data_dir, split, copies=extra_qa, seed=seed, answer=answer)
     if captions:
         records += json.loads(Path(data_dir, f"{split}_captions.json").read_text())
     if open_qa:
@@ -161,7 +194,10 @@ def sft_records(data_dir: str | os.PathLike, split: str = "train", *, lookups: i
 
 def train_tokenizer(lines: list[str], *, vocab_size: int = 768, video_token: str = "<video>"):
     """SentencePiece BPE (byte fallback, digits split) -> LlamaTokenizer with <video> + template tokens."""
-    from trajvlm.model.spm_tokenizer import default_special_tokens, train_spm_llama_tokenizer
+    from trajvlm.model.spm_tokenizer import (
+        default_special_tokens,
+        train_spm_llama_tokenizer,
+    )
 
     return train_spm_llama_tokenizer(lines, vocab_size=vocab_size, special_tokens=default_special_tokens(video_token),
                                      split_digits=True)
@@ -193,6 +229,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stage2-open-qa", type=int, default=0,
                    help="copies of the dense open-question records (one multi-turn record per video, see "
                         "open_qa_records) mixed into the stage-2 data")
+    p.add_argument("--stage2-extra-qa", type=int, default=0,
+                   help="more multiple-choice question sets per train video (new draws of the generator's "
+                        "questions, extra_mcq_records) mixed into the stage-2 data")
     p.add_argument("--answer", choices=ANSWER_FORMATS, default="text_letter",
                    help="how the QA records are answered: ' red' (text) or ' red (B)' (text_letter), see mc_answer")
     p.add_argument("--no-stage2-captions", dest="stage2_captions", action="store_false",
@@ -201,11 +240,11 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.out is None and not args.records_only:
         p.error("--out is required (or --records-only to write only the stage-1/2 JSON files)")
-    records = sft_records(args.data, lookups=args.stage2_lookups, open_qa=args.stage2_open_qa,
+    records = sft_records(args.data, lookups=args.stage2_lookups, open_qa=args.stage2_open_qa, extra_qa=args.stage2_extra_qa,
                           captions=args.stage2_captions, answer=args.answer, seed=args.seed)
     Path(args.data, SFT_FILE).write_text(json.dumps(records))
     print(f"{len(records)} stage-2 records (QA, answer format {args.answer}{' + captions' * args.stage2_captions} + "
-          f"{args.stage2_open_qa} x open questions + {args.stage2_lookups} option lookups) -> {Path(args.data, SFT_FILE)}")
+          f"{args.stage2_extra_qa} x extra questions + {args.stage2_open_qa} x open questions + {args.stage2_lookups} option lookups) -> {Path(args.data, SFT_FILE)}")
     mcq = mcq_records(args.data, answer=args.answer)
     Path(args.data, MCQ_FILE).write_text(json.dumps(mcq))
     print(f"{len(mcq)} stage-1 records (QA, answer format {args.answer}) -> {Path(args.data, MCQ_FILE)}")

@@ -46,10 +46,18 @@ from pathlib import Path
 import torch
 
 from ..data.collate import VideoTextCollator
-from ..model.processing_trajvlm import IGNORE_INDEX
 from ..eval.mcq import option_text as line_text
+from ..model.processing_trajvlm import IGNORE_INDEX
 from ..model.splice import splice_video_embeds
-from .default_model import ANSWER_FORMATS, answer_text, load_scenes, mc_answer, open_qa_turns, option_text
+from .default_model import (
+    ANSWER_FORMATS,
+    answer_text,
+    load_scenes,
+    mc_answer,
+    open_qa_turns,
+    option_text,
+    question_record,
+)
 
 TEXT_FILE = "train_text.json"  # written into the ShapesQA folder
 ANSWER_HINT = "Answer with the option's letter from the given choices directly."
@@ -182,10 +190,8 @@ def fresh_object_qa_records(data_dir: str | os.PathLike, n_scenes: int, *, seed:
         scene = sample_scene(rng, cfg.scene_config(), needle=bool(rng.random() < cfg.needle_fraction))
         objects = object_words(scene, rng_py, background=background, spurious=spurious)
         for k, q in enumerate(make_questions(scene, rng, count_range=(cfg.min_objects, cfg.max_objects))):
-            rec = {"conversations": [{"from": "human", "value": q.prompt()}, {"from": "gpt", "value": q.answer}],
-                   "options": q.option_lines, "answer": q.answer}
             out.append({"id": f"fresh{seed}_{i:06d}_q{k}", "category": q.category,
-                        "conversations": mc_answer(rec, answer)["conversations"], "objects": objects})
+                        "conversations": question_record(q, answer)["conversations"], "objects": objects})
     return out
 
 
