@@ -223,3 +223,21 @@ def test_freeze_segmenter_refuses_a_connector_without_one(tmp_path):
     assert not maybe_enable_track_cache(model, ModelArguments(), types.SimpleNamespace(seg_loss_weight=0.0))
     with pytest.raises(ValueError, match="only the trajtok connector"):
         model.enable_track_cache()
+
+
+def test_finetune_saves_the_frame_sampling_it_trained_with(tiny, tmp_path):
+    from trajvlm.model import TrajVLMProcessor
+    from trajvlm.train.arguments import DataArguments, ModelArguments, TrajVLMTrainingArguments
+    from trajvlm.train.main import build_model
+
+    model, processor = tiny
+    model.save_pretrained(tmp_path / "stage1")
+    processor.save_pretrained(tmp_path / "stage1")
+    stage1_frames = TrajVLMProcessor.from_pretrained(tmp_path / "stage1").num_frames
+    margs = ModelArguments(model_name_or_path=str(tmp_path / "stage1"))
+    targs = TrajVLMTrainingArguments(output_dir=str(tmp_path / "out"), use_cpu=True)
+    for frames, fps in ((stage1_frames + 3, None), (stage1_frames, 2.0)):
+        _, proc = build_model(margs, DataArguments(num_frames=frames, video_fps=fps), targs)
+        proc.save_pretrained(tmp_path / "stage2")
+        saved = TrajVLMProcessor.from_pretrained(tmp_path / "stage2")
+        assert (saved.num_frames, saved.fps) == (frames, fps)

@@ -144,6 +144,7 @@ def _build_model(model_args: ModelArguments, data_args: DataArguments, training_
             kwargs["attn_implementation"] = model_args.attn_implementation
         model = TrajVLMForConditionalGeneration.from_pretrained(model_args.model_name_or_path, **kwargs)
         processor = TrajVLMProcessor.from_pretrained(model_args.model_name_or_path)
+        adopt_frame_sampling(processor, data_args)
     else:
         kwargs = {}
         trajtok_config = _trajtok_config_dict(model_args)
@@ -174,6 +175,16 @@ def _build_model(model_args: ModelArguments, data_args: DataArguments, training_
     if model_args.token_budget is not None:
         model.config.token_budget = int(model_args.token_budget)
     return model, processor
+
+
+def adopt_frame_sampling(processor, data_args: DataArguments) -> None:
+    """The saved processor samples videos as this run trained on them (--num_frames, --video_fps), not as the
+    loaded checkpoint did: a stage 2 at 32 frames from a 16-frame stage 1 saves a 32-frame processor."""
+    if (processor.num_frames, processor.fps) != (data_args.num_frames, data_args.video_fps):
+        logger.info("frame sampling: num_frames %s -> %s, fps %s -> %s (this run's --num_frames/--video_fps)",
+                    processor.num_frames, data_args.num_frames, processor.fps, data_args.video_fps)
+    processor.num_frames = data_args.num_frames
+    processor.fps = data_args.video_fps
 
 
 def _trajtok_config_dict(model_args: ModelArguments) -> dict | None:
