@@ -10,6 +10,9 @@
 #   -> held-out test accuracy -> copy into the package.
 #
 #   bash scripts/build_default_model.sh                          # everything, in runs/default_model
+#   PARTS=runs/dm5b/parts SEGMENTER=runs/dm5b/segmenter bash scripts/build_default_model.sh
+#       # reuse a tokenizer + warmed-up Llama (PARTS/llm) and a segmenter made earlier: steps 2, 3 and 3b/3c skipped
+#       # (step 3 then only writes the stage-1/2 JSON files into the data folder)
 #   WORK=/tmp/dm INSTALL=0 bash scripts/build_default_model.sh   # elsewhere, without replacing the shipped model
 #   CONNECTOR=patch WORK=runs/patch_twin INSTALL=0 bash scripts/build_default_model.sh
 #       # the patch-token twin: same data, vision tower, LLM warm-up and recipe, patch connector (2x2 pooling)
@@ -19,9 +22,10 @@
 # builds may share one): stage 1 tracks the videos it sees once, stage 2 (and any rebuild with the same
 # segmenter) reads them back, and later epochs only run the trajectory encoder, projector and LLM.
 # Each step is skipped when its output exists (delete the folder to redo it); SEGMENTER=DIR reuses a segmenter
-# trained earlier by scripts/train_segmenter.py (DIR/backbone + DIR/trajtok). Knobs (environment): WORK,
-# NUM_VIDEOS, SEG_STEPS, SEG_MINUTES, TEXT_SCENES, TEXT_STEPS, TEXT_MINUTES, TEXT_LR, STAGE1_STEPS, STAGE1_MINUTES,
-# STAGE2_STEPS, STAGE2_MINUTES, STAGE2_LLM_LR, STAGE2_CONNECTOR_LR, TRACK_CACHE, BATCH, NUM_FRAMES, ROI_SIZE,
+# trained earlier by scripts/train_segmenter.py (DIR/backbone + DIR/trajtok), PARTS=DIR a tokenizer + Llama (DIR/llm,
+# warmed up when DIR/llm/text_warmup_phase{1,2}.json exist). Knobs (environment): WORK, PARTS, SEGMENTER,
+# NUM_VIDEOS, SEG_STEPS, SEG_MINUTES, TEXT_SCENES, TEXT_STEPS, TEXT_MINUTES, TEXT_LR, TEXT2_SCENES, TEXT2_STEPS, STAGE1_STEPS, STAGE1_MINUTES,
+# STAGE2_STEPS, STAGE2_MINUTES, STAGE2_EXTRA_QA, STAGE2_LLM_LR, STAGE2_CONNECTOR_LR, TRACK_CACHE, BATCH, NUM_FRAMES, ROI_SIZE,
 # CONNECTOR (trajtok | patch), MASTER_PORT, INSTALL (1 = copy into assets).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,26 +34,30 @@ PY=${PY:-.venv/bin/python}
 DS=${DS:-.venv/bin/deepspeed}
 WORK=${WORK:-runs/default_model}
 DATA=${DATA:-$WORK/shapesqa}
-NUM_VIDEOS=${NUM_VIDEOS:-2500}
+NUM_VIDEOS=${NUM_VIDEOS:-10000}
 SEG_STEPS=${SEG_STEPS:-1500}
 SEG_MINUTES=${SEG_MINUTES:-40}
 TEXT_SCENES=${TEXT_SCENES:-15000}
 TEXT_STEPS=${TEXT_STEPS:-900}
 TEXT_MINUTES=${TEXT_MINUTES:-40}
 TEXT_LR=${TEXT_LR:-1e-3}
-STAGE1_STEPS=${STAGE1_STEPS:-1500}
+TEXT2_SCENES=${TEXT2_SCENES:-6000}
+TEXT2_STEPS=${TEXT2_STEPS:-300}
+STAGE1_STEPS=${STAGE1_STEPS:-2000}
 STAGE1_MINUTES=${STAGE1_MINUTES:-30}
-STAGE2_STEPS=${STAGE2_STEPS:-1800}
-STAGE2_MINUTES=${STAGE2_MINUTES:-20}
+STAGE2_STEPS=${STAGE2_STEPS:-6000}
+STAGE2_MINUTES=${STAGE2_MINUTES:-120}
+STAGE2_EXTRA_QA=${STAGE2_EXTRA_QA:-2}
 STAGE2_LLM_LR=${STAGE2_LLM_LR:-1e-4}
 STAGE2_CONNECTOR_LR=${STAGE2_CONNECTOR_LR:-1e-3}
 BATCH=${BATCH:-16}
-NUM_FRAMES=${NUM_FRAMES:-16}
+NUM_FRAMES=${NUM_FRAMES:-32}
 ROI_SIZE=${ROI_SIZE:-4}
 CONNECTOR=${CONNECTOR:-trajtok}
 MASTER_PORT=${MASTER_PORT:-29731}
 INSTALL=${INSTALL:-1}
 SEG=${SEGMENTER:-$WORK/segmenter}
+PARTS=${PARTS:-$WORK/parts}
 TRACK_CACHE=${TRACK_CACHE:-$WORK/track_cache}
 mkdir -p "$WORK"
 stamp() { echo "[$(date +%H:%M:%S)] $*"; }
@@ -66,24 +74,26 @@ if [ ! -d "$SEG/trajtok" ]; then
       --eval-every 250 --val-limit 100 --save-best count_match
 fi
 
-if [ ! -d "$WORK/parts/llm" ] || [ ! -f "$DATA/train_sft.json" ]; then
-  stamp "3/7 tokenizer + Llama 4x256 + stage-1/2 data (QA answered with the option's text)"
-  $PY -m trajvlm.train.default_model --data "$DATA" --out "$WORK/parts" --answer text --no-stage2-captions \
-      --stage2-lookups 0
+PARTS_ARGS=(--out "$PARTS")
+if [ -d "$PARTS/llm" ]; then PARTS_ARGS=(--records-only); fi  # an existing tokenizer + Llama is kept
+if [ ! -d "$PARTS/llm" ] || [ ! -f "$DATA/train_sft.json" ]; then
+  stamp "3/7 tokenizer + Llama 4x256 (unless $PARTS/llm exists) + stage-1/2 data (QA answered with the option's text, $STAGE2_EXTRA_QA extra question draws per video in stage 2)"
+  $PY -m trajvlm.train.default_model --data "$DATA" "${PARTS_ARGS[@]}" --answer text --no-stage2-captions \
+      --stage2-lookups 0 --stage2-extra-qa "$STAGE2_EXTRA_QA"
 fi
 
 # two phases, each recorded in parts/llm/text_warmup_phase{1,2}.json (text_warmup.json = the last one)
-if [ ! -f "$WORK/parts/llm/text_warmup_phase1.json" ]; then
+if [ ! -f "$PARTS/llm/text_warmup_phase1.json" ]; then
   stamp "3b/7 the Llama's text warm-up, phase 1: QA over object vectors of $TEXT_SCENES new scenes, 30 % with fragments ($TEXT_STEPS steps, <= $TEXT_MINUTES min)"
-  $PY -m trajvlm.train.text_warmup --data "$DATA" --llm "$WORK/parts/llm" --lookups 0 --fresh-scenes "$TEXT_SCENES" --spurious 0.3 \
+  $PY -m trajvlm.train.text_warmup --data "$DATA" --llm "$PARTS/llm" --lookups 0 --fresh-scenes "$TEXT_SCENES" --spurious 0.3 \
       --answer text --steps "$TEXT_STEPS" --max-minutes "$TEXT_MINUTES" --batch 64 --lr "$TEXT_LR" --log-every 50 --val 200
-  cp "$WORK/parts/llm/text_warmup.json" "$WORK/parts/llm/text_warmup_phase1.json"
+  cp "$PARTS/llm/text_warmup.json" "$PARTS/llm/text_warmup_phase1.json"
 fi
-if [ ! -f "$WORK/parts/llm/text_warmup_phase2.json" ]; then
-  stamp "3c/7 the Llama's text warm-up, phase 2: 6000 more scenes, no fragments, lr 5e-4 (300 steps, <= 11 min)"
-  $PY -m trajvlm.train.text_warmup --data "$DATA" --llm "$WORK/parts/llm" --lookups 0 --fresh-scenes 6000 --spurious 0 \
-      --answer text --steps 300 --max-minutes 11 --batch 64 --lr 5e-4 --log-every 50 --val 200 --seed 1
-  cp "$WORK/parts/llm/text_warmup.json" "$WORK/parts/llm/text_warmup_phase2.json"
+if [ ! -f "$PARTS/llm/text_warmup_phase2.json" ]; then
+  stamp "3c/7 the Llama's text warm-up, phase 2: $TEXT2_SCENES more scenes, no fragments, lr 5e-4 ($TEXT2_STEPS steps, <= 11 min)"
+  $PY -m trajvlm.train.text_warmup --data "$DATA" --llm "$PARTS/llm" --lookups 0 --fresh-scenes "$TEXT2_SCENES" --spurious 0 \
+      --answer text --steps "$TEXT2_STEPS" --max-minutes 11 --batch 64 --lr 5e-4 --log-every 50 --val 200 --seed 1
+  cp "$PARTS/llm/text_warmup.json" "$PARTS/llm/text_warmup_phase2.json"
 fi
 
 # TrajTok = the pretrained segmenter's config + box-aligned RoI features (shape) for the trajectory encoder
@@ -102,7 +112,7 @@ fi
 if [ ! -f "$WORK/stage1/model.safetensors" ]; then
   stamp "4/7 stage 1: pretrain the connector on the QA (vision tower, segmenter, LLM frozen), ZeRO-2"
   $DS --master_port "$MASTER_PORT" scripts/pretrain_trajvlm.py --deepspeed scripts/zero2.json \
-      --vision_tower "$SEG/backbone" --llm "$WORK/parts/llm" "${CONNECTOR_ARGS[@]}" --conv_template llama3 \
+      --vision_tower "$SEG/backbone" --llm "$PARTS/llm" "${CONNECTOR_ARGS[@]}" --conv_template llama3 \
       --data_path "$DATA/train_mcq.json" --video_folder "$DATA" --num_frames "$NUM_FRAMES" \
       --output_dir "$WORK/stage1" --max_steps "$STAGE1_STEPS" --max_train_minutes "$STAGE1_MINUTES" \
       --per_device_train_batch_size "$BATCH" --connector_lr 1e-3 --learning_rate 1e-3 --seg_loss_weight 0 --warmup_steps 20 \

@@ -12,13 +12,14 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 import itertools
 import shutil
-import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+
+from trajvlm.testing import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 SCREENSHOT = REPO / "test-output" / "demo_browser.png"
@@ -29,12 +30,6 @@ CHROMIUM_ARGS = [
 ]
 LIMIT_SECONDS = 3.0  # the server refuses longer videos
 MAX_NEW_TOKENS = 10
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _speak_in_words(chat) -> None:
@@ -79,7 +74,7 @@ def server(tiny_trajvlm_dir):
     from trajvlm.demo.settings import DemoSettings
 
     settings = DemoSettings(
-        model_path=tiny_trajvlm_dir, port=_free_port(), max_video_minutes=LIMIT_SECONDS / 60,
+        model_path=tiny_trajvlm_dir, port=free_port(), max_video_minutes=LIMIT_SECONDS / 60,
         max_new_tokens=MAX_NEW_TOKENS, default_frames=8, max_upload_mb=5, concurrency=2,
         gallery_frames=4, overlay_size=128,
     )
@@ -92,7 +87,7 @@ def server(tiny_trajvlm_dir):
         except OSError:
             if attempt == 2:
                 raise
-            settings.port = _free_port()
+            settings.port = free_port()
     yield SimpleNamespace(url=url, settings=settings, demo=demo)
     demo.close()
 

@@ -380,3 +380,21 @@ def test_spurious_backgrounds_leave_the_objects_in_order(shapes):
     assert all(object_words(s, rng, spurious=0.0).count([BACKGROUND]) == 1 for s in scenes)
     with pytest.raises(ValueError, match="probability"):
         object_words(scenes[0], rng, spurious=1.5)
+
+
+def test_warm_up_with_fewer_records_than_a_batch(shapes, parts):
+    """A batch larger than the whole set repeats records (it used to pop from an empty list); no records is refused."""
+    from transformers import LlamaForCausalLM
+
+    from trajvlm.train.text_warmup import warm_up
+
+    lm = LlamaForCausalLM.from_pretrained(parts)
+    proc = _processor(parts)
+    records = text_warmup_records(shapes, lookups=3)
+    before = [p.detach().clone() for p in lm.parameters()]
+    record = warm_up(lm, TextBatcher(proc, records), None, torch.tensor([0]), steps=2, lr=1e-3, batch_size=8,
+                     log_every=1)
+    assert record["steps"] == 2 and len(record["log"]) == 2
+    assert any(not torch.equal(a, b) for a, b in zip(before, lm.parameters()))
+    with pytest.raises(ValueError, match="no training records"):
+        warm_up(lm, TextBatcher(proc, []), None, torch.tensor([0]), steps=1, lr=1e-3, batch_size=2)

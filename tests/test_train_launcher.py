@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -23,18 +22,14 @@ from pathlib import Path
 import pytest
 import torch
 
+from trajvlm.testing import free_port
+
 pytest.importorskip("deepspeed")
 pytest.importorskip("peft")
 
 REPO = Path(__file__).resolve().parents[1]
 DEEPSPEED = Path(sys.executable).parent / "deepspeed"
 NUM_FRAMES = "4"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def launch(script: str, args: list[str], *, nproc: int = 1, timeout: int = 600) -> subprocess.CompletedProcess:

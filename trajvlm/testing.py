@@ -301,3 +301,12 @@ def write_tiny_video(path: str | os.PathLike, num_frames: int = 8, size: int = 3
 
     write_video(path, make_tiny_video(num_frames, size, seed=seed), fps=fps)
     return str(path)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago (for test servers and the deepspeed launcher)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -359,6 +359,8 @@ def warm_up(lm, train: TextBatcher, val: TextBatcher | None, letter_ids: torch.T
             batch_size: int, warmup: int = 50, max_minutes: float | None = None, log_every: int = 100,
             seed: int = 0) -> dict:
     """AdamW + linear warm-up + cosine to 10 % over ``steps``; returns the loss / accuracy record."""
+    if len(train) == 0:
+        raise ValueError("warm_up: no training records")
     torch.manual_seed(seed)
     rng = random.Random(seed)
     opt = torch.optim.AdamW(lm.parameters(), lr=lr, weight_decay=0.0)
@@ -367,7 +369,7 @@ def warm_up(lm, train: TextBatcher, val: TextBatcher | None, letter_ids: torch.T
     lm.train()
     log, order, t0, done = [], [], time.time(), 0
     for step in range(1, steps + 1):
-        if len(order) < batch_size:
+        while len(order) < batch_size:  # epochs in a new order each; a set smaller than a batch repeats
             order += rng.sample(range(len(train)), len(train))
         b = train.batch([order.pop() for _ in range(batch_size)])
         out = lm(**b)
