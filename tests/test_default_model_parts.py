@@ -99,6 +99,12 @@ def test_extra_questions_are_new_draws_about_the_same_videos(shapes):
         extra_mcq_records(shapes, copies=-1)
 
 
+def test_extra_questions_refuse_a_folder_without_generator_settings(shapes, tmp_path):
+    (tmp_path / "train_scenes.json").write_text((shapes / "train_scenes.json").read_text())
+    with pytest.raises(FileNotFoundError, match="meta.json not found: is .* a ShapesQA folder"):
+        extra_mcq_records(tmp_path, copies=1)
+
+
 def test_records_only_writes_the_data(shapes):
     for name in ("train_sft.json", "train_mcq.json"):
         (shapes / name).unlink(missing_ok=True)
@@ -109,6 +115,9 @@ def test_records_only_writes_the_data(shapes):
         json.loads((shapes / "train_captions.json").read_text()))
     with pytest.raises(SystemExit):  # neither --out nor --records-only
         main(["--data", str(shapes)])
+    with pytest.raises(SystemExit):  # both: --out would be ignored
+        main(["--data", str(shapes), "--records-only", "--out", str(shapes / "parts")])
+    assert not (shapes / "parts").exists()
 
 
 def test_sft_records_without_captions(shapes):

@@ -97,6 +97,17 @@ def load_scenes(data_dir: str | os.PathLike, split: str = "train", *, copies: in
     return [(d, scene_from_dict(d)) for d in json.loads(path.read_text())]
 
 
+def generator_config(data_dir: str | os.PathLike):
+    """The GeneratorConfig a ShapesQA folder was made with (``DATA/meta.json``)."""
+    from ..data.synthetic.generate import GeneratorConfig
+
+    path = Path(data_dir, "meta.json")
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: is {data_dir} a ShapesQA folder (python -m trajvlm.data.synthetic)?")
+    g = json.loads(path.read_text())["generator"]
+    return GeneratorConfig(**{**g, "splits": tuple(g["splits"])})
+
+
 def open_qa_turns(scene, rng, head: str) -> list[dict]:
     """Every open question of ``scene`` (trajvlm.data.synthetic.questions.open_questions) in ``rng``'s order as
     alternating human / gpt turns answered " <text>"; ``head`` goes before the first question."""
@@ -150,12 +161,12 @@ def extra_mcq_records(data_dir: str | os.PathLike, split: str = "train", *, copi
     from ..data.synthetic.questions import make_questions
 
     scenes = load_scenes(data_dir, split, copies=copies)
-    g = json.loads(Path(data_dir, "meta.json").read_text())["generator"]
-    count_range = (g["min_objects"], g["max_objects"])
+    cfg = generator_config(data_dir)
+    count_range = (cfg.min_objects, cfg.max_objects)
     out = []
     for i, (d, scene) in enumerate(scenes):
         for c in range(copies):
-            rng = np.random.default_rng([g["seed"], _EXTRA_QA_STREAM, seed, i, c])
+            rng = np.random.default_rng([cfg.seed, _EXTRA_QA_STREAM, seed, i, c])
             for k, q in enumerate(make_questions(scene, rng, count_range=count_range)):
                 out.append({"id": f"{d['id']}_x{c}q{k}", "video": d["video"], **question_record(q, answer)})
     return out
@@ -172,8 +183,8 @@ def mcq_records(data_dir: str | os.PathLike, split: str = "train", *, answer: st
 def sft_records(data_dir: str | os.PathLike, split: str = "train", *, lookups: int = 0, open_qa: int = 0,
                 extra_qa: int = 0, captions: bool = True, answer: str = "text_letter", seed: int = 0) -> list[dict]:
     """Stage-2 data of the default model: every QA record of the split (``mcq_records``), ``extra_qa`` more
-    question sets per video (``extra_mcq_records``), every caption record (``captions``), ``open_qa`` copies of the dense open-question records (``open_qa_records``, multi-turn) and
-    ``lookups`` text-only option lookups (trajvlm.train.text_warmup: they keep the letter binding the LLM learned
+    question sets per video (``extra_mcq_records``), every caption record (``captions``), ``open_qa`` copies of
+    the dense open-question records (``open_qa_records``, multi-turn) and ``lookups`` text-only option lookups (trajvlm.train.text_warmup: they keep the letter binding the LLM learned
     in its text warm-up), shuffled; all but the open-question records are single-turn (as in evaluation)."""
     import random
 
@@ -238,10 +249,11 @@ def main(argv: list[str] | None = None) -> int:
                    help="leave the caption records out of the stage-2 data")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
-    if args.out is None and not args.records_only:
-        p.error("--out is required (or --records-only to write only the stage-1/2 JSON files)")
-    records = sft_records(args.data, lookups=args.stage2_lookups, open_qa=args.stage2_open_qa, extra_qa=args.stage2_extra_qa,
-                          captions=args.stage2_captions, answer=args.answer, seed=args.seed)
+    if (args.out is None) != args.records_only:
+        p.error("give either --out (tokenizer + LLM + data) or --records-only (the stage-1/2 JSON files alone)")
+    records = sft_records(args.data, lookups=args.stage2_lookups, open_qa=args.stage2_open_qa,
+                          extra_qa=args.stage2_extra_qa, captions=args.stage2_captions, answer=args.answer,
+                          seed=args.seed)
     Path(args.data, SFT_FILE).write_text(json.dumps(records))
     print(f"{len(records)} stage-2 records (QA, answer format {args.answer}{' + captions' * args.stage2_captions} + "
           f"{args.stage2_extra_qa} x extra questions + {args.stage2_open_qa} x open questions + {args.stage2_lookups} option lookups) -> {Path(args.data, SFT_FILE)}")

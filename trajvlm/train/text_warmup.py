@@ -52,6 +52,7 @@ from ..model.splice import splice_video_embeds
 from .default_model import (
     ANSWER_FORMATS,
     answer_text,
+    generator_config,
     load_scenes,
     mc_answer,
     open_qa_turns,
@@ -172,17 +173,12 @@ def fresh_object_qa_records(data_dir: str | os.PathLike, n_scenes: int, *, seed:
     """
     import numpy as np
 
-    from ..data.synthetic.generate import GeneratorConfig
     from ..data.synthetic.questions import make_questions
     from ..data.synthetic.sampler import sample_scene
 
     if isinstance(n_scenes, bool) or not isinstance(n_scenes, int) or n_scenes < 0:
         raise ValueError(f"n_scenes must be an int >= 0, got {n_scenes!r}")
-    meta_path = Path(data_dir, "meta.json")
-    if not meta_path.is_file():
-        raise FileNotFoundError(f"{meta_path} not found: is {data_dir} a ShapesQA folder (python -m trajvlm.data.synthetic)?")
-    g = json.loads(meta_path.read_text())["generator"]
-    cfg = GeneratorConfig(**{**g, "splits": tuple(g["splits"])})
+    cfg = generator_config(data_dir)
     rng_py = random.Random(seed)
     out = []
     for i in range(n_scenes):
