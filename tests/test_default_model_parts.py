@@ -7,7 +7,7 @@ import json
 import pytest
 
 from trajvlm.data.synthetic.__main__ import main as synth_main
-from trajvlm.eval.mcq import answer_letter
+from trajvlm.eval.mcq import answer_letter, option_text
 from trajvlm.train.default_model import (
     extra_mcq_records,
     main,
@@ -99,6 +99,29 @@ def test_extra_questions_are_new_draws_about_the_same_videos(shapes):
         extra_mcq_records(shapes, copies=-1)
 
 
+def test_focused_draws_hold_only_their_categories_and_never_repeat_the_unfocused_ones(shapes):
+    scenes = {d["id"]: d for d in json.loads((shapes / "train_scenes.json").read_text())}
+    extra = extra_mcq_records(shapes, copies=3, answer="text")
+    focus = extra_mcq_records(shapes, copies=3, answer="text", categories=["temporal_order"])
+    assert focus and {r["category"] for r in focus} == {"temporal_order"}
+    assert len(focus) == len({r["id"] for r in focus}) and not {r["id"] for r in focus} & {r["id"] for r in extra}
+    # a separate random stream: not the temporal questions of the unfocused draws again
+    assert [r["conversations"] for r in focus] != [r["conversations"] for r in extra if r["category"] == "temporal_order"]
+    for r in focus:  # every answer is an object of the video that appears first / last by TEMPORAL_MARGIN
+        scene = scenes[r["id"].rsplit("_f", 1)[0]]
+        starts = {f"{o['colour']} {o['shape']}": o["t_start"] for o in scene["objects"]}
+        named = [option_text(t) for t in r["options"] if option_text(t) in starts]
+        answer = r["conversations"][-1]["value"].strip()
+        first = "first" in r["conversations"][0]["value"]
+        assert answer == (min if first else max)(named, key=lambda t: starts[t])
+    both = extra_mcq_records(shapes, copies=3, categories=("counting", "direction"))
+    assert {r["category"] for r in both} == {"counting", "direction"}
+    n = len(sft_records(shapes, extra_qa=1, captions=False))
+    assert len(sft_records(shapes, extra_qa=1, focus_qa=3, captions=False)) == n + len(focus)
+    with pytest.raises(ValueError, match="categories must be a non-empty subset"):
+        extra_mcq_records(shapes, categories=["temporal"])
+
+
 def test_extra_questions_refuse_a_folder_without_generator_settings(shapes, tmp_path):
     (tmp_path / "train_scenes.json").write_text((shapes / "train_scenes.json").read_text())
     with pytest.raises(FileNotFoundError, match="meta.json not found: is .* a ShapesQA folder"):
@@ -113,6 +136,11 @@ def test_records_only_writes_the_data(shapes):
     assert [r["id"] for r in json.loads((shapes / "train_mcq.json").read_text())] == [r["id"] for r in qa]
     assert len(json.loads((shapes / "train_sft.json").read_text())) == len(qa) + len(
         json.loads((shapes / "train_captions.json").read_text()))
+    assert main(["--data", str(shapes), "--records-only", "--answer", "text", "--stage2-lookups", "0",
+                 "--no-stage2-captions", "--stage2-focus-qa", "2", "--stage2-focus-categories", "counting,needle"]) == 0
+    focused = [r for r in json.loads((shapes / "train_sft.json").read_text()) if "_f" in r["id"]]
+    assert focused and {r["category"] for r in focused} <= {"counting", "needle"}
+    assert len(focused) == len(extra_mcq_records(shapes, copies=2, categories=["counting", "needle"]))
     with pytest.raises(SystemExit):  # neither --out nor --records-only
         main(["--data", str(shapes)])
     with pytest.raises(SystemExit):  # both: --out would be ignored

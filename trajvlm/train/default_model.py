@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 SFT_FILE = "train_sft.json"  # written into the ShapesQA folder: the stage-2 data
@@ -147,28 +148,39 @@ def question_record(q, answer: str = "text_letter") -> dict:
 
 
 _EXTRA_QA_STREAM = 8  # numpy seed stream of the extra question draws (the dataset's streams are 0-2, the warm-up's 7)
+_FOCUS_QA_STREAM = 9  # the same for draws restricted to some categories (extra_mcq_records(categories=...))
 
 
 def extra_mcq_records(data_dir: str | os.PathLike, split: str = "train", *, copies: int = 1, seed: int = 0,
-                      answer: str = "text_letter") -> list[dict]:
+                      answer: str = "text_letter", categories: Sequence[str] | None = None) -> list[dict]:
     """``copies`` more multiple-choice question sets per video of the split, drawn by the generator's own
     ``make_questions`` with new random streams: other objects asked about, the other of first/last, new
     distractors and answer positions. The videos and their facts are the split's; only the questions are new,
     so the held-out splits stay untouched. Records look like ``<split>_qa.json``'s (ids ``<video>_x<copy>q<k>``).
+
+    ``categories``: keep only the questions of these categories (``questions.CATEGORIES``), drawn from their own
+    random streams (ids ``<video>_f<copy>q<k>``), so a focused draw never repeats an unfocused one -- more practice
+    on a weak category (temporal order) without more of the others.
     """
     import numpy as np
 
-    from ..data.synthetic.questions import make_questions
+    from ..data.synthetic.questions import CATEGORIES, make_questions
 
+    if categories is not None:
+        unknown = sorted(set(categories) - set(CATEGORIES))
+        if unknown or not categories:
+            raise ValueError(f"categories must be a non-empty subset of {CATEGORIES}, got {list(categories)!r}")
     scenes = load_scenes(data_dir, split, copies=copies)
     cfg = generator_config(data_dir)
     count_range = (cfg.min_objects, cfg.max_objects)
+    stream, tag = (_EXTRA_QA_STREAM, "x") if categories is None else (_FOCUS_QA_STREAM, "f")
     out = []
     for i, (d, scene) in enumerate(scenes):
         for c in range(copies):
-            rng = np.random.default_rng([cfg.seed, _EXTRA_QA_STREAM, seed, i, c])
+            rng = np.random.default_rng([cfg.seed, stream, seed, i, c])
             for k, q in enumerate(make_questions(scene, rng, count_range=count_range)):
-                out.append({"id": f"{d['id']}_x{c}q{k}", "video": d["video"], **question_record(q, answer)})
+                if categories is None or q.category in categories:
+                    out.append({"id": f"{d['id']}_{tag}{c}q{k}", "video": d["video"], **question_record(q, answer)})
     return out
 
 
@@ -181,9 +193,11 @@ def mcq_records(data_dir: str | os.PathLike, split: str = "train", *, answer: st
 
 
 def sft_records(data_dir: str | os.PathLike, split: str = "train", *, lookups: int = 0, open_qa: int = 0,
-                extra_qa: int = 0, captions: bool = True, answer: str = "text_letter", seed: int = 0) -> list[dict]:
+                extra_qa: int = 0, focus_qa: int = 0, focus_categories: Sequence[str] = ("temporal_order",),
+                captions: bool = True, answer: str = "text_letter", seed: int = 0) -> list[dict]:
     """Stage-2 data of the default model: every QA record of the split (``mcq_records``), ``extra_qa`` more
-    question sets per video (``extra_mcq_records``), every caption record (``captions``), ``open_qa`` copies of
+    question sets per video (``extra_mcq_records``), ``focus_qa`` more draws of only the ``focus_categories``
+    questions, every caption record (``captions``), ``open_qa`` copies of
     the dense open-question records (``open_qa_records``, multi-turn) and ``lookups`` text-only option lookups (trajvlm.train.text_warmup: they keep the letter binding the LLM learned
     in its text warm-up), shuffled; all but the open-question records are single-turn (as in evaluation)."""
     import random
@@ -193,6 +207,9 @@ def sft_records(data_dir: str | os.PathLike, split: str = "train", *, lookups: i
     records = mcq_records(data_dir, split, answer=answer)
     if extra_qa:
         records += extra_mcq_records(data_dir, split, copies=extra_qa, seed=seed, answer=answer)
+    if focus_qa:
+        records += extra_mcq_records(data_dir, split, copies=focus_qa, seed=seed, answer=answer,
+                                     categories=focus_categories)
     if captions:
         records += json.loads(Path(data_dir, f"{split}_captions.json").read_text())
     if open_qa:
@@ -243,6 +260,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stage2-extra-qa", type=int, default=0,
                    help="more multiple-choice question sets per train video (new draws of the generator's "
                         "questions, extra_mcq_records) mixed into the stage-2 data")
+    p.add_argument("--stage2-focus-qa", type=int, default=0,
+                   help="more question draws per train video restricted to --stage2-focus-categories "
+                        "(extra_mcq_records(categories=...)): practice on a weak category")
+    p.add_argument("--stage2-focus-categories", default="temporal_order",
+                   help="comma-separated question categories of the --stage2-focus-qa draws")
     p.add_argument("--answer", choices=ANSWER_FORMATS, default="text_letter",
                    help="how the QA records are answered: ' red' (text) or ' red (B)' (text_letter), see mc_answer")
     p.add_argument("--no-stage2-captions", dest="stage2_captions", action="store_false",
@@ -252,11 +274,13 @@ def main(argv: list[str] | None = None) -> int:
     if (args.out is None) != args.records_only:
         p.error("give either --out (tokenizer + LLM + data) or --records-only (the stage-1/2 JSON files alone)")
     records = sft_records(args.data, lookups=args.stage2_lookups, open_qa=args.stage2_open_qa,
-                          extra_qa=args.stage2_extra_qa, captions=args.stage2_captions, answer=args.answer,
+                          extra_qa=args.stage2_extra_qa, focus_qa=args.stage2_focus_qa,
+                          focus_categories=tuple(args.stage2_focus_categories.split(",")),
+                          captions=args.stage2_captions, answer=args.answer,
                           seed=args.seed)
     Path(args.data, SFT_FILE).write_text(json.dumps(records))
     print(f"{len(records)} stage-2 records (QA, answer format {args.answer}{' + captions' * args.stage2_captions} + "
-          f"{args.stage2_extra_qa} x extra questions + {args.stage2_open_qa} x open questions + {args.stage2_lookups} option lookups) -> {Path(args.data, SFT_FILE)}")
+          f"{args.stage2_extra_qa} x extra questions + {args.stage2_focus_qa} x {args.stage2_focus_categories} + {args.stage2_open_qa} x open questions + {args.stage2_lookups} option lookups) -> {Path(args.data, SFT_FILE)}")
     mcq = mcq_records(args.data, answer=args.answer)
     Path(args.data, MCQ_FILE).write_text(json.dumps(mcq))
     print(f"{len(mcq)} stage-1 records (QA, answer format {args.answer}) -> {Path(args.data, MCQ_FILE)}")
