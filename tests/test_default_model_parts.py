@@ -128,7 +128,7 @@ def test_extra_questions_refuse_a_folder_without_generator_settings(shapes, tmp_
         extra_mcq_records(tmp_path, copies=1)
 
 
-def test_records_only_writes_the_data(shapes):
+def test_records_only_writes_the_data(shapes, capsys):
     for name in ("train_sft.json", "train_mcq.json"):
         (shapes / name).unlink(missing_ok=True)
     assert main(["--data", str(shapes), "--records-only", "--answer", "text", "--stage2-lookups", "0"]) == 0
@@ -141,6 +141,11 @@ def test_records_only_writes_the_data(shapes):
     focused = [r for r in json.loads((shapes / "train_sft.json").read_text()) if "_f" in r["id"]]
     assert focused and {r["category"] for r in focused} <= {"counting", "needle"}
     assert len(focused) == len(extra_mcq_records(shapes, copies=2, categories=["counting", "needle"]))
+    before = (shapes / "train_sft.json").read_bytes()
+    with pytest.raises(SystemExit):  # a misspelt category is refused before anything is written
+        main(["--data", str(shapes), "--records-only", "--stage2-focus-categories", "temporal_order,colour"])
+    assert "--stage2-focus-categories: categories must be a non-empty subset" in capsys.readouterr().err
+    assert (shapes / "train_sft.json").read_bytes() == before
     with pytest.raises(SystemExit):  # neither --out nor --records-only
         main(["--data", str(shapes)])
     with pytest.raises(SystemExit):  # both: --out would be ignored

@@ -151,6 +151,16 @@ _EXTRA_QA_STREAM = 8  # numpy seed stream of the extra question draws (the datas
 _FOCUS_QA_STREAM = 9  # the same for draws restricted to some categories (extra_mcq_records(categories=...))
 
 
+def question_categories(names: Sequence[str]) -> tuple[str, ...]:
+    """``names`` as a tuple after checking it is a non-empty subset of the generator's question categories."""
+    from ..data.synthetic.questions import CATEGORIES
+
+    names = tuple(names)
+    if not names or set(names) - set(CATEGORIES):
+        raise ValueError(f"categories must be a non-empty subset of {CATEGORIES}, got {list(names)!r}")
+    return names
+
+
 def extra_mcq_records(data_dir: str | os.PathLike, split: str = "train", *, copies: int = 1, seed: int = 0,
                       answer: str = "text_letter", categories: Sequence[str] | None = None) -> list[dict]:
     """``copies`` more multiple-choice question sets per video of the split, drawn by the generator's own
@@ -164,12 +174,10 @@ def extra_mcq_records(data_dir: str | os.PathLike, split: str = "train", *, copi
     """
     import numpy as np
 
-    from ..data.synthetic.questions import CATEGORIES, make_questions
+    from ..data.synthetic.questions import make_questions
 
     if categories is not None:
-        unknown = sorted(set(categories) - set(CATEGORIES))
-        if unknown or not categories:
-            raise ValueError(f"categories must be a non-empty subset of {CATEGORIES}, got {list(categories)!r}")
+        categories = question_categories(categories)
     scenes = load_scenes(data_dir, split, copies=copies)
     cfg = generator_config(data_dir)
     count_range = (cfg.min_objects, cfg.max_objects)
@@ -197,9 +205,10 @@ def sft_records(data_dir: str | os.PathLike, split: str = "train", *, lookups: i
                 captions: bool = True, answer: str = "text_letter", seed: int = 0) -> list[dict]:
     """Stage-2 data of the default model: every QA record of the split (``mcq_records``), ``extra_qa`` more
     question sets per video (``extra_mcq_records``), ``focus_qa`` more draws of only the ``focus_categories``
-    questions, every caption record (``captions``), ``open_qa`` copies of
-    the dense open-question records (``open_qa_records``, multi-turn) and ``lookups`` text-only option lookups (trajvlm.train.text_warmup: they keep the letter binding the LLM learned
-    in its text warm-up), shuffled; all but the open-question records are single-turn (as in evaluation)."""
+    questions, every caption record (``captions``), ``open_qa`` copies of the dense open-question records
+    (``open_qa_records``, multi-turn) and ``lookups`` text-only option lookups (trajvlm.train.text_warmup: they
+    keep the letter binding the LLM learned in its text warm-up), shuffled; all but the open-question records are
+    single-turn (as in evaluation)."""
     import random
 
     from .text_warmup import option_lookup_records
@@ -273,11 +282,13 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if (args.out is None) != args.records_only:
         p.error("give either --out (tokenizer + LLM + data) or --records-only (the stage-1/2 JSON files alone)")
+    try:
+        focus = question_categories(args.stage2_focus_categories.split(","))
+    except ValueError as e:
+        p.error(f"--stage2-focus-categories: {e}")
     records = sft_records(args.data, lookups=args.stage2_lookups, open_qa=args.stage2_open_qa,
-                          extra_qa=args.stage2_extra_qa, focus_qa=args.stage2_focus_qa,
-                          focus_categories=tuple(args.stage2_focus_categories.split(",")),
-                          captions=args.stage2_captions, answer=args.answer,
-                          seed=args.seed)
+                          extra_qa=args.stage2_extra_qa, focus_qa=args.stage2_focus_qa, focus_categories=focus,
+                          captions=args.stage2_captions, answer=args.answer, seed=args.seed)
     Path(args.data, SFT_FILE).write_text(json.dumps(records))
     print(f"{len(records)} stage-2 records (QA, answer format {args.answer}{' + captions' * args.stage2_captions} + "
           f"{args.stage2_extra_qa} x extra questions + {args.stage2_focus_qa} x {args.stage2_focus_categories} + {args.stage2_open_qa} x open questions + {args.stage2_lookups} option lookups) -> {Path(args.data, SFT_FILE)}")
