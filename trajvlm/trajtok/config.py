@@ -58,6 +58,13 @@ class TrajTokConfig(PretrainedConfig):
         refine_max_dilation: cap on that dilation (>= 1).
         refine_temporal: refine blocks convolve over (t,h,w) (3x3x3 depthwise) instead of each frame alone, so
             pixel embeddings see motion. False = per-frame (configs saved before this field existed).
+        split_components: after each segmenter pass, a slot whose hard mask holds several separate space-time
+            blobs present in the same frames (two look-alike objects in one slot) is split into one slot per
+            blob (``trajtok.components``), so each object gets its own trajectory. False = off (configs saved
+            before this field existed).
+        component_min_cells: blobs smaller than this (cells summed over the chunk's frames) are never split off.
+        component_max_overlap: blobs of one slot sharing at most this many frames are taken for one object (it
+            left and came back), not split.
     """
 
     model_type = "trajtok"
@@ -85,6 +92,9 @@ class TrajTokConfig(PretrainedConfig):
         refine_dilation: int = 1,
         refine_max_dilation: int = 8,
         refine_temporal: bool = False,
+        split_components: bool = False,
+        component_min_cells: int = 20,
+        component_max_overlap: int = 1,
         **kwargs,
     ):
         unknown = sorted(k for k in kwargs if k not in _HF_KEYS and not k.startswith("_"))
@@ -136,6 +146,11 @@ class TrajTokConfig(PretrainedConfig):
         if not isinstance(refine_temporal, bool):
             raise ValueError(f"TrajTokConfig: refine_temporal must be a bool, got {refine_temporal!r}")
         self.refine_temporal = refine_temporal
+        if not isinstance(split_components, bool):
+            raise ValueError(f"TrajTokConfig: split_components must be a bool, got {split_components!r}")
+        self.split_components = split_components
+        self.component_min_cells = _int_at_least("component_min_cells", component_min_cells, 1)
+        self.component_max_overlap = _int_at_least("component_max_overlap", component_max_overlap, 0)
 
     @property
     def effective_track_memory(self) -> int:

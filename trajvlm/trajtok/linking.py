@@ -140,7 +140,7 @@ class TrackBank:
         to tracks that have content; a match with similarity >= link_threshold continues the track. Any other
         live slot takes an empty placeholder (its own index if still free, else the smallest) or a new id.
         """
-        K = self.num_queries
+        K = stats.area.shape[-1]  # slots of this chunk: num_queries, more after split_components
         area = stats.area[b].detach()  # (t,K)
         mass = stats.mass[b].detach()  # (t,K)
         pooled = stats.pooled[b].detach()  # (t,K,C)

@@ -1,7 +1,7 @@
 """TrajTok: backbone grid features of a video -> a dynamic number of trajectory tokens.
 
 features (B,T,h,w,C) --chunks of frames_per_chunk--> TrajSegmenter (one pass per chunk) -> logits (B,t,h,w,K)
-  -> per-frame slot summaries (linking.chunk_stats) -> TrackBank links slots to global trajectory ids
+  -> [split_components: one slot per separate object, K' >= K] -> per-frame slot summaries (linking.chunk_stats) -> TrackBank links slots to global trajectory ids
   -> after the last chunk: per-trajectory sequences (R,T,...) -> TrajEncoder -> (R,q,D)
   -> selection per video (min_area / max_trajectories / fixed_k) -> TrajTokOutput (ragged per video).
 """
@@ -17,6 +17,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from .components import split_slot_components
 from .config import TrajTokConfig
 from .encoder import TrajEncoder
 from .linking import ChunkStats, TrackBank, assemble_tracks, chunk_stats
@@ -146,11 +147,15 @@ class TrajTok(nn.Module):
                 )
             for sub in chunk.split(cfg.frames_per_chunk, dim=1):
                 seg = self.segmenter(sub)
-                st = chunk_stats(sub, seg.logits, seg.query_embeds, roi_size=cfg.roi_size)
-                maps = [bank.link(st, b) for b, bank in enumerate(banks)]  # per video (K,) slot -> track id
+                logits, queries = seg.logits, seg.query_embeds  # (B,t,h,w,K), (B,K,D)
+                if cfg.split_components:  # -> K' >= K slots: one per separate object
+                    logits, queries = split_slot_components(
+                        logits, queries, min_cells=cfg.component_min_cells, max_overlap=cfg.component_max_overlap)
+                st = chunk_stats(sub, logits, queries, roi_size=cfg.roi_size)
+                maps = [bank.link(st, b) for b, bank in enumerate(banks)]  # per video (K',) slot -> track id
                 if keep_maps:
                     logits_maps.append(seg.logits)
-                    lut = torch.stack(maps).to(st.hard_slots.device)  # (B,K)
+                    lut = torch.stack(maps).to(st.hard_slots.device)  # (B,K')
                     id_maps.append(torch.gather(lut, 1, st.hard_slots.flatten(1)).view_as(st.hard_slots))
                 st.hard_slots = None  # never keep per-cell maps inside the summaries
                 stats.append(st)
