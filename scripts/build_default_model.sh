@@ -26,7 +26,7 @@
 # warmed up when DIR/llm/text_warmup_phase{1,2}.json exist). Knobs (environment): WORK, PARTS, SEGMENTER,
 # NUM_VIDEOS, SEG_STEPS, SEG_MINUTES, TEXT_SCENES, TEXT_STEPS, TEXT_MINUTES, TEXT_LR, TEXT2_SCENES, TEXT2_STEPS, STAGE1_STEPS, STAGE1_MINUTES,
 # STAGE2_STEPS, STAGE2_MINUTES, STAGE2_EXTRA_QA, STAGE2_LLM_LR, STAGE2_CONNECTOR_LR, TRACK_CACHE, BATCH, NUM_FRAMES, ROI_SIZE,
-# CONNECTOR (trajtok | patch), MASTER_PORT, INSTALL (1 = copy into assets).
+# SPLIT_COMPONENTS (1 = TrajTok splits a slot holding separate look-alike objects, 0 = off), CONNECTOR (trajtok | patch), MASTER_PORT, INSTALL (1 = copy into assets).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
@@ -53,6 +53,7 @@ STAGE2_CONNECTOR_LR=${STAGE2_CONNECTOR_LR:-1e-3}
 BATCH=${BATCH:-16}
 NUM_FRAMES=${NUM_FRAMES:-32}
 ROI_SIZE=${ROI_SIZE:-4}
+SPLIT_COMPONENTS=${SPLIT_COMPONENTS:-1}
 CONNECTOR=${CONNECTOR:-trajtok}
 MASTER_PORT=${MASTER_PORT:-29731}
 INSTALL=${INSTALL:-1}
@@ -97,10 +98,12 @@ if [ ! -f "$PARTS/llm/text_warmup_phase2.json" ]; then
 fi
 
 # TrajTok = the pretrained segmenter's config + box-aligned RoI features (shape) for the trajectory encoder
-$PY - "$SEG/trajtok/config.json" "$WORK/trajtok_config.json" "$ROI_SIZE" <<'PYEOF'
+# + one trajectory per separate object of a slot (split_components: look-alike objects the segmenter merged)
+$PY - "$SEG/trajtok/config.json" "$WORK/trajtok_config.json" "$ROI_SIZE" "$SPLIT_COMPONENTS" <<'PYEOF'
 import json, sys
 cfg = json.load(open(sys.argv[1]))
 cfg["roi_size"] = int(sys.argv[3])
+cfg["split_components"] = sys.argv[4] == "1"
 json.dump(cfg, open(sys.argv[2], "w"), indent=2)
 PYEOF
 CONNECTOR_ARGS=(--connector "$CONNECTOR")

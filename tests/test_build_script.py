@@ -46,6 +46,8 @@ def test_build_script_from_nothing_then_reusing_its_parts(tmp_path):
     assert result["total"] == len(json.loads((data / "test_qa.json").read_text())) > 0
     processor = json.loads((first / "stage2" / "trajvlm_processor_config.json").read_text())
     assert processor["num_frames"] == 8  # what the stages trained with
+    trajtok = json.loads((first / "stage2" / "config.json").read_text())["trajtok_config"]
+    assert trajtok["split_components"] is True and trajtok["roi_size"] == 4  # the recipe's TrajTok knobs
     sft = json.loads((data / "train_sft.json").read_text())
     extra = [r for r in sft if "_x0q" in r["id"]]  # STAGE2_EXTRA_QA=1: one more question draw per train video
     assert extra and len(sft) == len(json.loads((data / "train_qa.json").read_text())) + len(extra)
@@ -53,10 +55,11 @@ def test_build_script_from_nothing_then_reusing_its_parts(tmp_path):
 
     second = tmp_path / "second"
     warmed = (first / "parts" / "llm" / "model.safetensors").read_bytes()
-    log = build(WORK=str(second), PARTS=str(first / "parts"), SEGMENTER=str(first / "segmenter"))
+    log = build(WORK=str(second), PARTS=str(first / "parts"), SEGMENTER=str(first / "segmenter"), SPLIT_COMPONENTS="0")
     for skipped in ("2/7", "3b/7", "3c/7"):
         assert f"] {skipped} " not in log, skipped
     assert "] 3/7 " in log and (second / "shapesqa" / "train_sft.json").is_file()
     assert not (second / "parts").exists() and not (second / "segmenter").exists()
     assert (first / "parts" / "llm" / "model.safetensors").read_bytes() == warmed  # reused, not retrained
     assert (second / "stage2" / "model.safetensors").is_file() and (second / "eval_test.json").is_file()
+    assert json.loads((second / "stage2" / "config.json").read_text())["trajtok_config"]["split_components"] is False

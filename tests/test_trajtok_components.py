@@ -7,6 +7,7 @@ drawn with the same channel -- the same colour -- always share a slot, as the re
 import numpy as np
 import pytest
 import torch
+from scipy import ndimage
 from torch import nn
 
 from trajvlm.trajtok import TrajTok, TrajTokConfig
@@ -74,6 +75,32 @@ def test_component_groups_splits_only_simultaneous_blobs():
     speck[:, 8:10, 8:10] = False
     speck[0, 8, 8] = True  # a 1-cell speck is not an object
     assert component_groups(speck, min_cells=4, max_overlap=1) == []
+
+
+def test_objects_touching_in_some_frames_are_still_two():
+    """Two squares approach, touch (one blob) in frames 3-4, and part again: followed frame to frame, they stay
+    two objects, and the joint blob is shared out by nearest centre (a space-time labelling would merge them)."""
+    T = 8
+    mask = np.zeros((T, H, W), dtype=bool)
+    xs_a = [0, 1, 2, 3, 3, 2, 1, 0]
+    for t in range(T):
+        mask[t, 4:7, xs_a[t] : xs_a[t] + 3] = True  # A: 3x3, x0 0..3..0
+        mask[t, 4:7, 9 - xs_a[t] : 12 - xs_a[t]] = True  # B: mirror image, touches A when x0 = 3 (cols 3-5, 6-8)
+    assert all(ndimage.label(mask[t])[1] == 1 for t in (3, 4))  # one blob while touching
+    groups = component_groups(mask, min_cells=4, max_overlap=1)
+    assert len(groups) == 2
+    for g in groups:
+        assert g.any(axis=(1, 2)).all()  # each object in every frame
+        cols = np.nonzero(g[3].any(axis=0))[0]
+        assert cols.max() <= 5 or cols.min() >= 6  # the joint blob split at the seam, not mixed
+    assert not (groups[0] & groups[1]).any() and ((groups[0] | groups[1]) == mask).all()
+
+
+def test_a_speck_next_to_an_object_is_not_a_new_object():
+    mask = np.zeros((6, H, W), dtype=bool)
+    mask[:, 2:5, 2:5] = True
+    mask[2:4, 8, 8] = True  # 1-cell specks in frames 2-3, far from the object
+    assert component_groups(mask, min_cells=1, max_overlap=1, seed_cells=3) == []
 
 
 def test_split_moves_cells_to_a_new_slot_and_keeps_soft_masks():
