@@ -174,6 +174,21 @@ def test_persistent_cache_folder_changes_with_the_frozen_weights(model_proc, tmp
     assert before != after and before.startswith(str(tmp_path))
 
 
+def test_persistent_cache_folder_changes_with_the_tracking_code_version(model_proc, tmp_path, monkeypatch):
+    """Same weights and config, different tracking code (TRACKS_VERSION bumped): never the old code's tracks."""
+    from trajvlm.trajtok import cache as cache_module
+
+    model, _ = model_proc
+    _freeze_tower_and_segmenter(model)
+    try:
+        before = model.enable_track_cache(directory=str(tmp_path)).directory
+        monkeypatch.setattr(cache_module, "TRACKS_VERSION", cache_module.TRACKS_VERSION + "-next")
+        after = model.enable_track_cache(directory=str(tmp_path)).directory
+    finally:
+        model.disable_track_cache()
+    assert before != after
+
+
 def test_persistent_cache_refuses_a_foreign_file(tmp_path):
     cache = TrackCache(4, directory=str(tmp_path))
     from safetensors.torch import save_file

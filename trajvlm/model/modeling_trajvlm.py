@@ -23,6 +23,7 @@ from transformers import AutoModelForCausalLM, GenerationMixin, PreTrainedModel
 from transformers.utils import ModelOutput
 
 from ..trajtok import TrajTok, TrajTokOutput, segmentation_loss
+from ..trajtok import cache as track_cache_module
 from ..trajtok.cache import TrackCache, pixel_key, state_fingerprint
 from ..trajtok.segmenter import upgrade_legacy_state_dict
 from ..trajtok.tracks import TrackSet
@@ -247,8 +248,9 @@ class TrajVLMForConditionalGeneration(TrajVLMPreTrainedModel, GenerationMixin):
         Only valid while both are frozen (their outputs are then a fixed function of the frames): raises
         ValueError otherwise. Cached encodings carry no per-cell maps, so no segmentation loss can be computed
         from them. ``directory`` also persists the tracks (safetensors) in ``directory/<fingerprint>/``, where the
-        fingerprint covers the vision tower and segmenter weights and the TrajTok config: a later run with the
-        same frozen parts reuses them, a changed part gets a fresh folder. ``disable_track_cache()`` drops it.
+        fingerprint covers the vision tower and segmenter weights, the TrajTok config and the tracking code's
+        version (``trajtok.cache.TRACKS_VERSION``): a later run with the same frozen parts reuses them, a changed
+        part gets a fresh folder. ``disable_track_cache()`` drops it.
         """
         if self.config.connector != "trajtok":
             raise ValueError("enable_track_cache: only the trajtok connector has tracks to cache")
@@ -262,7 +264,7 @@ class TrajVLMForConditionalGeneration(TrajVLMPreTrainedModel, GenerationMixin):
             config = {k: v for k, v in self.config.trajtok_config.to_dict().items() if k not in _CONFIG_BOOKKEEPING}
             fingerprint = state_fingerprint(
                 self.vision_tower.state_dict(), self.connector.segmenter.state_dict(),
-                json.dumps(config, sort_keys=True, default=str))
+                json.dumps(config, sort_keys=True, default=str), f"tracks-v{track_cache_module.TRACKS_VERSION}")
             directory = os.path.join(directory, fingerprint)
         self.track_cache = TrackCache(max_videos, directory)
         return self.track_cache

@@ -139,7 +139,7 @@ def _tiny_default() -> TrajVLMConfig:
         vision_config=vision,
         text_config=text,
         trajtok_config=TrajTokConfig(feature_dim=64, hidden_dim=64, num_queries=10, num_heads=4, frames_per_chunk=16,
-                                     refine_layers=2, min_area=8, roi_size=4),
+                                     refine_layers=2, min_area=8, roi_size=4, split_components=True),
         connector="trajtok",
         token_budget=16,
         video_token_id=768,
@@ -178,7 +178,7 @@ PRESETS: dict[str, PresetSpec] = {
         PresetSpec(
             "tiny-default",
             _tiny_default,
-            "shapes of the built-in default model (conv 16x16 grid, TrajTok K=8 q=1 budget 16, Llama 4x256)",
+            "shapes of the built-in default model (conv 16x16 grid, TrajTok K=10 q=1 split_components budget 16, Llama 4x256)",
             patch_row_newline=False,
         ),
     )
