@@ -77,30 +77,21 @@ def test_component_groups_splits_only_simultaneous_blobs():
     assert component_groups(speck, min_cells=4, max_overlap=1) == []
 
 
-def test_objects_touching_in_some_frames_are_still_two():
-    """Two squares approach, touch (one blob) in frames 3-4, and part again: followed frame to frame, they stay
-    two objects, and the joint blob is shared out by nearest centre (a space-time labelling would merge them)."""
+def test_objects_that_touch_in_one_frame_stay_one_trajectory():
+    """Space-time components: two squares that touch in frames 3-4 are one blob of the chunk and are not split.
+    Deliberate: following blobs frame by frame and sharing out the joint blob separated more merged pairs, but it
+    guessed identities where objects crossed and swapped them (eval/results/default_model.md, session 8)."""
     T = 8
     mask = np.zeros((T, H, W), dtype=bool)
     xs_a = [0, 1, 2, 3, 3, 2, 1, 0]
     for t in range(T):
         mask[t, 4:7, xs_a[t] : xs_a[t] + 3] = True  # A: 3x3, x0 0..3..0
-        mask[t, 4:7, 9 - xs_a[t] : 12 - xs_a[t]] = True  # B: mirror image, touches A when x0 = 3 (cols 3-5, 6-8)
-    assert all(ndimage.label(mask[t])[1] == 1 for t in (3, 4))  # one blob while touching
-    groups = component_groups(mask, min_cells=4, max_overlap=1)
-    assert len(groups) == 2
-    for g in groups:
-        assert g.any(axis=(1, 2)).all()  # each object in every frame
-        cols = np.nonzero(g[3].any(axis=0))[0]
-        assert cols.max() <= 5 or cols.min() >= 6  # the joint blob split at the seam, not mixed
-    assert not (groups[0] & groups[1]).any() and ((groups[0] | groups[1]) == mask).all()
-
-
-def test_a_speck_next_to_an_object_is_not_a_new_object():
-    mask = np.zeros((6, H, W), dtype=bool)
-    mask[:, 2:5, 2:5] = True
-    mask[2:4, 8, 8] = True  # 1-cell specks in frames 2-3, far from the object
-    assert component_groups(mask, min_cells=1, max_overlap=1, seed_cells=3) == []
+        mask[t, 4:7, 9 - xs_a[t] : 12 - xs_a[t]] = True  # B: mirror image, touches A when x0 = 3
+    assert all(ndimage.label(mask[t])[1] == 1 for t in (3, 4))
+    assert component_groups(mask, min_cells=4, max_overlap=1) == []
+    apart = mask.copy()
+    apart[3:5] = False  # the same two squares, hidden while they would touch: two objects
+    assert len(component_groups(apart, min_cells=4, max_overlap=1)) == 2
 
 
 def test_split_moves_cells_to_a_new_slot_and_keeps_soft_masks():

@@ -26,8 +26,9 @@ from .tracks import TrackSet
 
 # Version of the code that turns frames into tracks (segmenter pass, split_components, linking). It is part of
 # the persistent cache's folder name, so bump it whenever that code gives different tracks for the same weights
-# and config: cached tracks of the old code are then never read. 2: split_components follows blobs frame to frame.
-TRACKS_VERSION = "2"
+# and config: cached tracks of the old code are then never read. 3: split_components by space-time components
+# (2 followed blobs frame by frame, briefly, on main).
+TRACKS_VERSION = "3"
 
 
 def _update(h, name: str, t: torch.Tensor) -> None:
