@@ -6,9 +6,15 @@
 All options: `python scripts/finetune_trajvlm.py --help` (trajvlm/train/arguments.py).
 """
 
+import os
 import sys
 
 from trajvlm.train.main import main
 
 if __name__ == "__main__":
-    sys.exit(main("finetune"))
+    code = main("finetune")  # everything is saved and the process group destroyed when this returns
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # skip interpreter teardown: a rank of a finished multi-process run sometimes aborted there (rc -6, "terminate
+    # called without an active exception", from a C++ thread destroyed at exit), failing the launcher's exit code
+    os._exit(code)
