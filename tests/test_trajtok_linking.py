@@ -126,7 +126,7 @@ def test_linking_prefers_the_continuing_track_over_an_empty_placeholder():
     torch.manual_seed(0)
     q = torch.nn.functional.normalize(torch.randn(4, 8), dim=-1)  # slot queries (same in every chunk)
     red, green = torch.tensor([0.0, 1.0, 0.0]), torch.tensor([0.0, 0.0, 1.0])
-    bank = TrackBank(num_queries=4, link_threshold=0.75, memory=16)
+    bank = TrackBank(link_threshold=0.75, memory=16)
     first = bank.link(_stats(q, {0: (red, (0, 0)), 2: (green, (3, 3))}), 0)
     assert first.tolist() == [0, -1, 2, 3]
     # next chunk: the red object is now won by slot 1, whose query exactly matches placeholder track 1

@@ -113,9 +113,9 @@ class _Track:
 
 @dataclass
 class TrackBank:
-    """Tracks of ONE video: links chunk slots to global trajectory ids (incremental, bounded memory)."""
+    """Tracks of ONE video: links chunk slots to global trajectory ids (incremental, bounded memory). The number of
+    slots is each chunk's own (the segmenter's K, more after ``split_components``)."""
 
-    num_queries: int
     link_threshold: float
     memory: int
     tracks: dict[int, _Track] = field(default_factory=dict)
@@ -140,7 +140,7 @@ class TrackBank:
         to tracks that have content; a match with similarity >= link_threshold continues the track. Any other
         live slot takes an empty placeholder (its own index if still free, else the smallest) or a new id.
         """
-        K = stats.area.shape[-1]  # slots of this chunk: num_queries, more after split_components
+        K = stats.area.shape[-1]  # slots of this chunk
         area = stats.area[b].detach()  # (t,K)
         mass = stats.mass[b].detach()  # (t,K)
         pooled = stats.pooled[b].detach()  # (t,K,C)

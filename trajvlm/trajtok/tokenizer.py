@@ -1,7 +1,8 @@
 """TrajTok: backbone grid features of a video -> a dynamic number of trajectory tokens.
 
 features (B,T,h,w,C) --chunks of frames_per_chunk--> TrajSegmenter (one pass per chunk) -> logits (B,t,h,w,K)
-  -> [split_components: one slot per separate object, K' >= K] -> per-frame slot summaries (linking.chunk_stats) -> TrackBank links slots to global trajectory ids
+  -> [split_components: one slot per separate object, K' >= K] -> per-frame slot summaries (linking.chunk_stats)
+  -> TrackBank links slots to global trajectory ids
   -> after the last chunk: per-trajectory sequences (R,T,...) -> TrajEncoder -> (R,q,D)
   -> selection per video (min_area / max_trajectories / fixed_k) -> TrajTokOutput (ragged per video).
 """
@@ -139,7 +140,7 @@ class TrajTok(nn.Module):
             if shape0 is None:
                 shape0 = (B, h, w)
                 banks = [
-                    TrackBank(cfg.num_queries, cfg.link_threshold, cfg.effective_track_memory) for _ in range(B)
+                    TrackBank(cfg.link_threshold, cfg.effective_track_memory) for _ in range(B)
                 ]
             elif (B, h, w) != shape0:
                 raise TrajTokInputError(
