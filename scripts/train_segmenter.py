@@ -41,7 +41,7 @@ from trajvlm.vision.conv_backbone import ConvBackbone, ConvBackboneConfig
 class Clip:
     vid: str
     frames: np.ndarray  # (T,H,W,3) uint8
-    masks: np.ndarray  # (T,H,W) int64
+    masks: np.ndarray  # (T,H,W) instance ids, the smallest unsigned int dtype that holds them (memory)
     graph: np.ndarray  # (N,T) int64
 
 
@@ -55,7 +55,8 @@ def load_split(root: Path, split: str, limit: int | None = None) -> list[Clip]:
         video = root / entry["video"]
         stem = video.with_suffix("")
         frames = load_video(video, max_frames=None).frames  # (T,H,W,3) uint8, every frame
-        masks = np.load(f"{stem}_mask.npz")["masks"].astype(np.int64)
+        masks = np.load(f"{stem}_mask.npz")["masks"]
+        masks = masks.astype(np.uint8 if masks.min() >= 0 and masks.max() < 256 else np.int64)
         graph = np.load(f"{stem}_graph.npz")["graph"].astype(np.int64)
         if masks.shape[0] != frames.shape[0] or graph.shape[1] != frames.shape[0]:
             raise ValueError(
@@ -92,7 +93,7 @@ def sample_batch(clips: list[Clip], batch: int, frames: int, rng: np.random.Gene
         fr.append(np.ascontiguousarray(f))
         ms.append(np.ascontiguousarray(m))
         gs.append(torch.from_numpy(g))
-    return np.stack(fr), torch.from_numpy(np.stack(ms)), gs
+    return np.stack(fr), torch.from_numpy(np.stack(ms)).long(), gs
 
 
 @torch.no_grad()
@@ -104,7 +105,7 @@ def evaluate(backbone: ConvBackbone, trajtok: TrajTok, clips: list[Clip]) -> dic
     for c in clips:
         feats = features_of(backbone, to_pixels(c.frames, backbone.config)).unsqueeze(0)  # (1,T,h,w,C)
         out = trajtok(feats)
-        masks = torch.from_numpy(c.masks).unsqueeze(0)  # (1,T,H,W)
+        masks = torch.from_numpy(c.masks).long().unsqueeze(0)  # (1,T,H,W)
         video_scores.append(matched_miou(out.hard_ids, masks, [torch.from_numpy(c.graph)]))
         counts += object_counts(out.hard_ids, out.trajectory_ids, masks, [torch.from_numpy(c.graph)])
         slots = out.assignment_logits.argmax(-1)  # (1,T,h,w) per-chunk slot ids
@@ -195,6 +196,16 @@ def main(argv: list[str] | None = None) -> int:
         help="with --save-best: write --out during training only once the metric also exceeds this value "
         "(e.g. the figure of the checkpoint it is meant to replace, from --eval-only with the same --val-limit)",
     )
+    p.add_argument(
+        "--init", type=Path, default=None, metavar="DIR",
+        help="start from a saved segmenter (DIR/{backbone,trajtok}, this script's --out) instead of from scratch; "
+        "its architecture is kept (--num-queries, --hidden-dim, --refine-* are then not used)",
+    )
+    p.add_argument(
+        "--freeze-backbone", action="store_true",
+        help="train only the segmenter, the backbone fixed (with --init: a TrajVLM built on that backbone keeps the "
+        "features its trajectory encoder and LLM were trained on)",
+    )
     p.add_argument("--num-queries", type=int, default=10)
     p.add_argument("--hidden-dim", type=int, default=64)
     p.add_argument("--refine-layers", type=int, default=2)
@@ -233,20 +244,33 @@ def main(argv: list[str] | None = None) -> int:
     train, val = load_split(args.data, "train", args.train_limit), load_split(args.data, "val", args.val_limit)
     print(f"loaded {len(train)} train / {len(val)} val videos in {time.perf_counter() - t_load:.1f} s", flush=True)
 
-    bb_cfg = ConvBackboneConfig(image_size=int(train[0].frames.shape[1]))
-    backbone = ConvBackbone(bb_cfg)
-    tt_cfg = TrajTokConfig(
-        feature_dim=bb_cfg.hidden_size,
-        hidden_dim=args.hidden_dim,
-        num_queries=args.num_queries,
-        frames_per_chunk=args.clip_frames,
-        refine_layers=args.refine_layers,
-        refine_dilation=args.refine_dilation,
-        refine_temporal=args.refine_temporal,
-        min_area=args.min_area,
-    )
-    trajtok = TrajTok(tt_cfg)
-    params = list(backbone.parameters()) + list(trajtok.segmenter.parameters())
+    if args.init is not None:
+        backbone, trajtok = load_segmenter(args.init)
+        bb_cfg = backbone.config
+        if bb_cfg.image_size != train[0].frames.shape[1]:
+            p.error(f"--init {args.init}: its backbone takes {bb_cfg.image_size}px frames, the data has "
+                    f"{train[0].frames.shape[1]}px")
+        if trajtok.config.frames_per_chunk != args.clip_frames:
+            p.error(f"--init {args.init}: its TrajTok chunks {trajtok.config.frames_per_chunk} frames, "
+                    f"--clip-frames is {args.clip_frames}")
+        print(f"initialised from {args.init}", flush=True)
+    else:
+        bb_cfg = ConvBackboneConfig(image_size=int(train[0].frames.shape[1]))
+        backbone = ConvBackbone(bb_cfg)
+        tt_cfg = TrajTokConfig(
+            feature_dim=bb_cfg.hidden_size,
+            hidden_dim=args.hidden_dim,
+            num_queries=args.num_queries,
+            frames_per_chunk=args.clip_frames,
+            refine_layers=args.refine_layers,
+            refine_dilation=args.refine_dilation,
+            refine_temporal=args.refine_temporal,
+            min_area=args.min_area,
+        )
+        trajtok = TrajTok(tt_cfg)
+    if args.freeze_backbone:
+        backbone.requires_grad_(False)
+    params = [q for q in list(backbone.parameters()) + list(trajtok.segmenter.parameters()) if q.requires_grad]
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01)
 
     def lr_at(step: int) -> float:
@@ -276,7 +300,8 @@ def main(argv: list[str] | None = None) -> int:
         frames, masks, graphs = sample_batch(train, args.batch, args.clip_frames, rng)
         B, T = frames.shape[:2]
         pixels = to_pixels(frames.reshape(B * T, *frames.shape[2:]), bb_cfg)
-        feats = backbone(pixels)
+        with torch.set_grad_enabled(not args.freeze_backbone):
+            feats = backbone(pixels)
         feats = feats.view(B, T, *feats.shape[1:])  # (B,T,h,w,C)
         loss = segmentation_loss(
             trajtok.segment(feats),

@@ -76,3 +76,35 @@ def test_train_script_runs_and_saves(tmp_path):
     tt = TrajTok.from_pretrained(out / "trajtok")
     feats = bb(torch.zeros(4, 3, 32, 32)).unsqueeze(0)
     assert tt(feats).assignment_logits.shape == (1, 4, 8, 8, 4)
+
+
+def test_init_and_freeze_backbone_continue_a_saved_segmenter(tmp_path):
+    """--init DIR starts from a saved segmenter (its architecture, not the size flags); --freeze-backbone keeps the
+    backbone bit-identical while the segmenter trains (a TrajVLM built on that backbone keeps its features)."""
+    mod = load_script()
+    write_folder(tmp_path / "data")
+    first, second = tmp_path / "first", tmp_path / "second"
+    common = ["--data", str(tmp_path / "data"), "--steps", "2", "--eval-every", "2", "--batch", "2", "--clip-frames", "4"]
+    assert mod.main(common + ["--out", str(first), "--num-queries", "4", "--hidden-dim", "16"]) == 0
+    assert mod.main(common + ["--out", str(second), "--init", str(first), "--freeze-backbone", "--lr", "1e-2"]) == 0
+    bb0, tt0 = mod.load_segmenter(first)
+    bb1, tt1 = mod.load_segmenter(second)
+    assert tt1.config.num_queries == 4 and tt1.config.hidden_dim == 16  # the saved architecture, not the defaults
+    for (k, a), b in zip(bb0.state_dict().items(), bb1.state_dict().values()):
+        assert torch.equal(a, b), k
+    seg0, seg1 = tt0.segmenter.state_dict(), tt1.segmenter.state_dict()
+    assert any(not torch.equal(seg0[k], seg1[k]) for k in seg0)  # the segmenter did train
+    # step 0 of the continued run scores the loaded weights, not a fresh initialisation
+    log0 = json.loads((first / "train_log.json").read_text())["curve"]
+    log1 = json.loads((second / "train_log.json").read_text())["curve"]
+    assert log1[0]["video_miou"] == pytest.approx(log0[-1]["video_miou"])
+
+
+def test_init_refuses_a_mismatched_clip_length(tmp_path):
+    mod = load_script()
+    write_folder(tmp_path / "data")
+    common = ["--data", str(tmp_path / "data"), "--steps", "1", "--eval-every", "1", "--batch", "2"]
+    assert mod.main(common + ["--out", str(tmp_path / "a"), "--clip-frames", "4", "--num-queries", "4",
+                              "--hidden-dim", "16"]) == 0
+    with pytest.raises(SystemExit):
+        mod.main(common + ["--out", str(tmp_path / "b"), "--clip-frames", "8", "--init", str(tmp_path / "a")])
