@@ -24,7 +24,7 @@
 # Each step is skipped when its output exists (delete the folder to redo it); SEGMENTER=DIR reuses a segmenter
 # trained earlier by scripts/train_segmenter.py (DIR/backbone + DIR/trajtok), PARTS=DIR a tokenizer + Llama (DIR/llm,
 # warmed up when DIR/llm/text_warmup_phase{1,2}.json exist). Knobs (environment): WORK, PARTS, SEGMENTER,
-# NUM_VIDEOS, SEG_STEPS, SEG_MINUTES, TEXT_SCENES, TEXT_STEPS, TEXT_MINUTES, TEXT_LR, TEXT2_SCENES, TEXT2_STEPS, STAGE1_STEPS, STAGE1_MINUTES,
+# NUM_VIDEOS, SEG_STEPS, SEG_MINUTES, SEG2_STEPS, SEG2_MINUTES, SEG2_LR, TEXT_SCENES, TEXT_STEPS, TEXT_MINUTES, TEXT_LR, TEXT2_SCENES, TEXT2_STEPS, STAGE1_STEPS, STAGE1_MINUTES,
 # STAGE2_STEPS, STAGE2_MINUTES, STAGE2_EXTRA_QA, STAGE2_LLM_LR, STAGE2_CONNECTOR_LR, TRACK_CACHE, BATCH, NUM_FRAMES, ROI_SIZE,
 # SPLIT_COMPONENTS (1 = TrajTok splits a slot holding separate look-alike objects, 0 = off), CONNECTOR (trajtok | patch), MASTER_PORT, INSTALL (1 = copy into assets).
 set -euo pipefail
@@ -37,6 +37,9 @@ DATA=${DATA:-$WORK/shapesqa}
 NUM_VIDEOS=${NUM_VIDEOS:-10000}
 SEG_STEPS=${SEG_STEPS:-1500}
 SEG_MINUTES=${SEG_MINUTES:-40}
+SEG2_STEPS=${SEG2_STEPS:-3500}  # 2b: the segmenter trained further with the backbone frozen (0 = skip)
+SEG2_MINUTES=${SEG2_MINUTES:-50}
+SEG2_LR=${SEG2_LR:-4e-4}
 TEXT_SCENES=${TEXT_SCENES:-15000}
 TEXT_STEPS=${TEXT_STEPS:-900}
 TEXT_MINUTES=${TEXT_MINUTES:-40}
@@ -73,6 +76,16 @@ if [ ! -d "$SEG/trajtok" ]; then
   stamp "2/7 segmenter pretraining ($SEG_STEPS steps, <= $SEG_MINUTES min)"
   $PY scripts/train_segmenter.py --data "$DATA" --out "$SEG" --batch 8 --steps "$SEG_STEPS" --max-minutes "$SEG_MINUTES" \
       --eval-every 250 --val-limit 100 --save-best count_match
+fi
+# 2b: more segmenter training on the fixed backbone features (a segmenter given by SEGMENTER= is used as it is)
+if [ -z "${SEGMENTER:-}" ] && [ "$SEG2_STEPS" -gt 0 ]; then
+  if [ ! -d "$WORK/segmenter_ft/trajtok" ]; then
+    stamp "2b/7 segmenter trained further, backbone frozen ($SEG2_STEPS steps, <= $SEG2_MINUTES min)"
+    $PY scripts/train_segmenter.py --data "$DATA" --out "$WORK/segmenter_ft" --init "$SEG" --freeze-backbone --batch 8 \
+        --steps "$SEG2_STEPS" --max-minutes "$SEG2_MINUTES" --lr "$SEG2_LR" --eval-every 250 --val-limit 100 \
+        --save-best object_recall
+  fi
+  SEG=$WORK/segmenter_ft
 fi
 
 PARTS_ARGS=(--out "$PARTS")

@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+from safetensors.torch import load_file
 
 from trajvlm.testing import free_port
 
@@ -19,7 +21,7 @@ pytest.importorskip("deepspeed")
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 TINY = {
-    "NUM_VIDEOS": "20", "SEG_STEPS": "2", "TEXT_SCENES": "20", "TEXT_STEPS": "2", "TEXT2_SCENES": "10",
+    "NUM_VIDEOS": "20", "SEG_STEPS": "2", "SEG2_STEPS": "2", "TEXT_SCENES": "20", "TEXT_STEPS": "2", "TEXT2_SCENES": "10",
     "TEXT2_STEPS": "2", "STAGE1_STEPS": "2", "STAGE2_STEPS": "2", "BATCH": "2", "NUM_FRAMES": "8",
     "STAGE2_EXTRA_QA": "1", "INSTALL": "0",
 }
@@ -38,8 +40,16 @@ def build(**knobs: str) -> str:
 def test_build_script_from_nothing_then_reusing_its_parts(tmp_path):
     first = tmp_path / "first"
     log = build(WORK=str(first))
-    for step in ("1/7", "2/7", "3/7", "3b/7", "3c/7", "4/7", "5/7", "6/7"):
+    for step in ("1/7", "2/7", "2b/7", "3/7", "3b/7", "3c/7", "4/7", "5/7", "6/7"):
         assert f"] {step} " in log, step
+    # 2b trained the segmenter further on the same backbone, and the model was built on that segmenter
+    tower = load_file(first / "segmenter" / "backbone" / "model.safetensors")
+    assert tower.keys() == load_file(first / "segmenter_ft" / "backbone" / "model.safetensors").keys()
+    assert all(torch.equal(v, load_file(first / "segmenter_ft" / "backbone" / "model.safetensors")[k])
+               for k, v in tower.items())
+    seg_ft = load_file(first / "segmenter_ft" / "trajtok" / "trajtok.safetensors")
+    built = load_file(first / "stage2" / "model.safetensors")
+    assert all(torch.equal(built["connector." + k], v) for k, v in seg_ft.items() if k.startswith("segmenter."))
     assert "7/7 install" not in log
     data = first / "shapesqa"
     result = json.loads((first / "eval_test.json").read_text())
@@ -56,7 +66,7 @@ def test_build_script_from_nothing_then_reusing_its_parts(tmp_path):
     second = tmp_path / "second"
     warmed = (first / "parts" / "llm" / "model.safetensors").read_bytes()
     log = build(WORK=str(second), PARTS=str(first / "parts"), SEGMENTER=str(first / "segmenter"), SPLIT_COMPONENTS="0")
-    for skipped in ("2/7", "3b/7", "3c/7"):
+    for skipped in ("2/7", "2b/7", "3b/7", "3c/7"):
         assert f"] {skipped} " not in log, skipped
     assert "] 3/7 " in log and (second / "shapesqa" / "train_sft.json").is_file()
     assert not (second / "parts").exists() and not (second / "segmenter").exists()
