@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Rebuild the built-in default model (trajvlm/assets/default_model) from nothing, on CPU:
 #   ShapesQA data -> segmenter pretraining (ConvBackbone + TrajTok segmenter, Hungarian mask loss)
+#   -> more segmenter training on the fixed backbone (step 2b, --freeze-backbone: the features stay what they were)
 #   -> tokenizer + small Llama + stage-1/2 data (QA answered with the option's text, " red")
 #   -> the Llama's text warm-up (trajvlm.train.text_warmup --fresh-scenes: multiple-choice QA where each object
 #      is ONE input vector, the sum of its word embeddings, spliced where TrajTok's one token per trajectory goes)
