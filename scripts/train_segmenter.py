@@ -133,6 +133,12 @@ def fmt_eval(ev: dict) -> str:
 
 def load_segmenter(directory: Path) -> tuple[ConvBackbone, TrajTok]:
     """What --out holds: DIR/backbone (ConvBackbone.save_pretrained) + DIR/trajtok (TrajTok.save_pretrained)."""
+    missing = [d for d in ("backbone", "trajtok") if not (directory / d / "config.json").is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"{directory} is not a saved segmenter (scripts/train_segmenter.py --out): "
+            f"no {' or '.join(missing)}/config.json"
+        )
     return ConvBackbone.from_pretrained(directory / "backbone"), TrajTok.from_pretrained(directory / "trajtok")
 
 
@@ -238,14 +244,16 @@ def main(argv: list[str] | None = None) -> int:
         print_table([], final, len(val))
         return 0
 
+    # a saved segmenter to continue is read before the (large) data, so a wrong --init fails at once
+    init = load_segmenter(args.init) if args.init is not None else None
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
     t_load = time.perf_counter()
     train, val = load_split(args.data, "train", args.train_limit), load_split(args.data, "val", args.val_limit)
     print(f"loaded {len(train)} train / {len(val)} val videos in {time.perf_counter() - t_load:.1f} s", flush=True)
 
-    if args.init is not None:
-        backbone, trajtok = load_segmenter(args.init)
+    if init is not None:
+        backbone, trajtok = init
         bb_cfg = backbone.config
         if bb_cfg.image_size != train[0].frames.shape[1]:
             p.error(f"--init {args.init}: its backbone takes {bb_cfg.image_size}px frames, the data has "

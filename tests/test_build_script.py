@@ -44,9 +44,8 @@ def test_build_script_from_nothing_then_reusing_its_parts(tmp_path):
         assert f"] {step} " in log, step
     # 2b trained the segmenter further on the same backbone, and the model was built on that segmenter
     tower = load_file(first / "segmenter" / "backbone" / "model.safetensors")
-    assert tower.keys() == load_file(first / "segmenter_ft" / "backbone" / "model.safetensors").keys()
-    assert all(torch.equal(v, load_file(first / "segmenter_ft" / "backbone" / "model.safetensors")[k])
-               for k, v in tower.items())
+    tower_ft = load_file(first / "segmenter_ft" / "backbone" / "model.safetensors")
+    assert tower.keys() == tower_ft.keys() and all(torch.equal(v, tower_ft[k]) for k, v in tower.items())
     seg_ft = load_file(first / "segmenter_ft" / "trajtok" / "trajtok.safetensors")
     built = load_file(first / "stage2" / "model.safetensors")
     assert all(torch.equal(built["connector." + k], v) for k, v in seg_ft.items() if k.startswith("segmenter."))

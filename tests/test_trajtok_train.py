@@ -100,7 +100,7 @@ def test_init_and_freeze_backbone_continue_a_saved_segmenter(tmp_path):
     assert log1[0]["video_miou"] == pytest.approx(log0[-1]["video_miou"])
 
 
-def test_init_refuses_a_mismatched_clip_length(tmp_path):
+def test_init_refuses_a_mismatched_clip_length(tmp_path, capsys):
     mod = load_script()
     write_folder(tmp_path / "data")
     common = ["--data", str(tmp_path / "data"), "--steps", "1", "--eval-every", "1", "--batch", "2"]
@@ -108,3 +108,19 @@ def test_init_refuses_a_mismatched_clip_length(tmp_path):
                               "--hidden-dim", "16"]) == 0
     with pytest.raises(SystemExit):
         mod.main(common + ["--out", str(tmp_path / "b"), "--clip-frames", "8", "--init", str(tmp_path / "a")])
+    assert "its TrajTok chunks 4 frames, --clip-frames is 8" in capsys.readouterr().err
+    assert not (tmp_path / "b").exists()
+
+
+def test_init_and_eval_only_name_a_folder_that_is_not_a_segmenter(tmp_path):
+    mod = load_script()
+    write_folder(tmp_path / "data")
+    (tmp_path / "half" / "backbone").mkdir(parents=True)
+    (tmp_path / "half" / "backbone" / "config.json").write_text("{}")
+    for flag, folder, missing in (("--init", tmp_path / "nowhere", "backbone or trajtok"),
+                                  ("--eval-only", tmp_path / "half", "trajtok")):
+        args = ["--data", str(tmp_path / "data"), flag, str(folder)]
+        if flag == "--init":
+            args += ["--out", str(tmp_path / "o")]
+        with pytest.raises(FileNotFoundError, match=f"is not a saved segmenter.*no {missing}/config.json"):
+            mod.main(args)
