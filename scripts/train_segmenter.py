@@ -132,14 +132,35 @@ def fmt_eval(ev: dict) -> str:
 
 
 def load_segmenter(directory: Path) -> tuple[ConvBackbone, TrajTok]:
-    """What --out holds: DIR/backbone (ConvBackbone.save_pretrained) + DIR/trajtok (TrajTok.save_pretrained)."""
+    """What --out holds: DIR/backbone (ConvBackbone.save_pretrained) + DIR/trajtok (TrajTok.save_pretrained).
+
+    DIR may also be a saved TrajVLM folder (config.json of model_type "trajvlm" with a ConvBackbone vision tower and
+    the trajtok connector): its vision tower and TrajTok are taken, so the segmenter of a trained model can be
+    continued (--init DIR --freeze-backbone) and put back with scripts/replace_segmenter.py."""
+    model_config = directory / "config.json"
+    if model_config.is_file() and json.loads(model_config.read_text()).get("model_type") == "trajvlm":
+        return segmenter_of_model(directory)
     missing = [d for d in ("backbone", "trajtok") if not (directory / d / "config.json").is_file()]
     if missing:
         raise FileNotFoundError(
-            f"{directory} is not a saved segmenter (scripts/train_segmenter.py --out): "
+            f"{directory} is not a saved segmenter (scripts/train_segmenter.py --out) nor a TrajVLM folder: "
             f"no {' or '.join(missing)}/config.json"
         )
     return ConvBackbone.from_pretrained(directory / "backbone"), TrajTok.from_pretrained(directory / "trajtok")
+
+
+def segmenter_of_model(directory: Path) -> tuple[ConvBackbone, TrajTok]:
+    """The vision tower and TrajTok connector of a saved TrajVLM (safetensors, no remote code)."""
+    from trajvlm.model import TrajVLMForConditionalGeneration
+
+    model = TrajVLMForConditionalGeneration.from_pretrained(directory)
+    backbone = model.vision_tower.model
+    if model.config.connector != "trajtok" or not isinstance(backbone, ConvBackbone):
+        raise ValueError(
+            f"{directory}: only a TrajVLM with the trajtok connector and a ConvBackbone vision tower has a segmenter "
+            f"this script trains (connector {model.config.connector!r}, vision tower {type(backbone).__name__})"
+        )
+    return backbone, model.connector
 
 
 def save_segmenter(directory: Path, backbone: ConvBackbone, trajtok: TrajTok) -> None:
