@@ -37,6 +37,8 @@ def replace_segmenter(model_dir: Path, segmenter_dir: Path, out: Path) -> int:
         raise FileNotFoundError(f"{model_dir}: no {WEIGHTS} (a single-file safetensors TrajVLM folder is expected)")
     if out.resolve() == model_dir.resolve():
         raise ValueError("--out must be a new folder, not --model itself")
+    if out.exists() and any(out.iterdir()):
+        raise FileExistsError(f"{out} exists and is not empty: --out must be a new folder (nothing is overwritten)")
     weights = load_file(weights_file)
     backbone, trajtok = load_segmenter(segmenter_dir)
 

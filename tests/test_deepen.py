@@ -60,3 +60,5 @@ def test_every_two_and_bad_arguments(folders, tmp_path):
     with pytest.raises(ValueError, match="new folder"):
         deepen.deepen_model(folders / "model", folders / "model", every=1)
     assert not (tmp_path / "x").exists()
+    with pytest.raises(FileExistsError, match="not empty"):
+        deepen.deepen_model(folders / "model", folders / "deep", every=1)

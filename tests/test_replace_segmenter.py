@@ -91,6 +91,11 @@ def test_replace_refuses_another_backbone_or_architecture(trained, tmp_path):
     with pytest.raises(ValueError, match="new folder"):
         rep.replace_segmenter(root / "model", root / "seg", root / "model")
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "keep.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="not empty"):
+        rep.replace_segmenter(root / "model", root / "seg", tmp_path / "taken")
+    assert (tmp_path / "taken" / "keep.txt").read_text() == "mine" and len(list((tmp_path / "taken").iterdir())) == 1
 
 
 def test_a_patch_connector_model_has_no_segmenter(tmp_path):

@@ -61,6 +61,8 @@ def deepen_model(model_dir: Path, out: Path, every: int) -> tuple[int, int]:
     """Write OUT = MODEL with a deeper LLM; returns (old depth, new depth)."""
     if out.resolve() == Path(model_dir).resolve():
         raise ValueError("--out must be a new folder, not --model itself")
+    if out.exists() and any(out.iterdir()):
+        raise FileExistsError(f"{out} exists and is not empty: --out must be a new folder (nothing is overwritten)")
     model = TrajVLMForConditionalGeneration.from_pretrained(model_dir)
     old = model.config.text_config.num_hidden_layers
     new = deepen_llama(model.language_model, every)
