@@ -15,12 +15,13 @@ that, scored lower in eval/results/default_model.md (session 9).
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
+
+from trajvlm.train.model_folder import check_new_folder, copy_other_files
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from train_segmenter import load_segmenter  # noqa: E402
@@ -35,10 +36,7 @@ def replace_segmenter(model_dir: Path, segmenter_dir: Path, out: Path) -> int:
     weights_file = model_dir / WEIGHTS
     if not weights_file.is_file():
         raise FileNotFoundError(f"{model_dir}: no {WEIGHTS} (a single-file safetensors TrajVLM folder is expected)")
-    if out.resolve() == model_dir.resolve():
-        raise ValueError("--out must be a new folder, not --model itself")
-    if out.exists() and any(out.iterdir()):
-        raise FileExistsError(f"{out} exists and is not empty: --out must be a new folder (nothing is overwritten)")
+    check_new_folder(model_dir, out)
     weights = load_file(weights_file)
     backbone, trajtok = load_segmenter(segmenter_dir)
 
@@ -55,10 +53,7 @@ def replace_segmenter(model_dir: Path, segmenter_dir: Path, out: Path) -> int:
         raise ValueError(f"{segmenter_dir}: its segmenter's architecture (tensor names / shapes) differs from {model_dir}'s")
     changed = sum(not torch.equal(old[k], new[k]) for k in old)
 
-    out.mkdir(parents=True, exist_ok=True)
-    for f in model_dir.iterdir():
-        if f.is_file() and f.name != WEIGHTS:
-            shutil.copy2(f, out / f.name)
+    copy_other_files(model_dir, out, {WEIGHTS})
     weights.update({k: v.to(old[k].dtype).contiguous() for k, v in new.items()})
     save_file(weights, out / WEIGHTS, metadata={"format": "pt"})
     return changed

@@ -54,7 +54,7 @@ def test_only_the_llm_changes_and_the_other_files_are_copied(folders):
 
 def test_every_two_and_bad_arguments(folders, tmp_path):
     old, new = deepen.deepen_model(folders / "deep", tmp_path / "d2", every=2)
-    assert (old, new) == (old, old + old // 2)
+    assert new == old + old // 2
     with pytest.raises(SystemExit):
         deepen.main(["--model", str(folders / "model"), "--out", str(tmp_path / "x"), "--every", "0"])
     with pytest.raises(ValueError, match="new folder"):
@@ -62,3 +62,6 @@ def test_every_two_and_bad_arguments(folders, tmp_path):
     assert not (tmp_path / "x").exists()
     with pytest.raises(FileExistsError, match="not empty"):
         deepen.deepen_model(folders / "model", folders / "deep", every=1)
+    with pytest.raises(FileNotFoundError, match="nowhere: no config.json"):
+        deepen.deepen_model(tmp_path / "nowhere", tmp_path / "z", every=1)
+    assert not (tmp_path / "z").exists()

@@ -96,6 +96,9 @@ def test_replace_refuses_another_backbone_or_architecture(trained, tmp_path):
     with pytest.raises(FileExistsError, match="not empty"):
         rep.replace_segmenter(root / "model", root / "seg", tmp_path / "taken")
     assert (tmp_path / "taken" / "keep.txt").read_text() == "mine" and len(list((tmp_path / "taken").iterdir())) == 1
+    with pytest.raises(FileNotFoundError, match="nowhere: no model.safetensors"):
+        rep.replace_segmenter(tmp_path / "nowhere", root / "seg", tmp_path / "z")
+    assert not (tmp_path / "z").exists()
 
 
 def test_a_patch_connector_model_has_no_segmenter(tmp_path):

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import argparse
 import copy
-import shutil
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from trajvlm.model import TrajVLMForConditionalGeneration
+
+from .model_folder import check_new_folder, copy_other_files
 
 # files save_pretrained writes; every other file of the model folder (tokenizer, processor configs) is copied
 WRITTEN = {"config.json", "generation_config.json", "model.safetensors"}
@@ -30,10 +31,11 @@ def deepen_llama(language_model: nn.Module, every: int) -> int:
     """Insert an identity-initialised copy after every `every`-th decoder block, in place; returns the new depth."""
     if every < 1:
         raise ValueError(f"every must be >= 1, got {every}")
-    decoder = language_model.model
-    blocks = []
+    decoder, cfg = language_model.model, language_model.config
+    types = getattr(cfg, "layer_types", None)  # one attention type per block, when the config lists them
+    blocks, new_types = [], []
     for i, block in enumerate(decoder.layers):
-        blocks.append(block)
+        copies = [block]
         if (i + 1) % every == 0:
             twin = copy.deepcopy(block)
             try:
@@ -45,32 +47,30 @@ def deepen_llama(language_model: nn.Module, every: int) -> int:
                     proj.weight.zero_()
                     if proj.bias is not None:
                         proj.bias.zero_()
-            blocks.append(twin)
+            copies.append(twin)
+        blocks += copies
+        if types is not None:
+            new_types += [types[i]] * len(copies)
     for j, block in enumerate(blocks):
         block.self_attn.layer_idx = j  # KV-cache slot
     decoder.layers = nn.ModuleList(blocks)
-    cfg = language_model.config
     cfg.num_hidden_layers = len(blocks)
-    if getattr(cfg, "layer_types", None) is not None:  # one attention type per block (all full attention in Llama)
-        types = list(cfg.layer_types)
-        cfg.layer_types = [t for i, t in enumerate(types) for t in ([t, t] if (i + 1) % every == 0 else [t])]
+    if types is not None:
+        cfg.layer_types = new_types
     return len(blocks)
 
 
 def deepen_model(model_dir: Path, out: Path, every: int) -> tuple[int, int]:
     """Write OUT = MODEL with a deeper LLM; returns (old depth, new depth)."""
-    if out.resolve() == Path(model_dir).resolve():
-        raise ValueError("--out must be a new folder, not --model itself")
-    if out.exists() and any(out.iterdir()):
-        raise FileExistsError(f"{out} exists and is not empty: --out must be a new folder (nothing is overwritten)")
+    if not (Path(model_dir) / "config.json").is_file():
+        raise FileNotFoundError(f"{model_dir}: no config.json (a saved TrajVLM folder is expected)")
+    check_new_folder(model_dir, out)
     model = TrajVLMForConditionalGeneration.from_pretrained(model_dir)
     old = model.config.text_config.num_hidden_layers
     new = deepen_llama(model.language_model, every)
     model.config.text_config = model.language_model.config
     model.save_pretrained(out)
-    for f in Path(model_dir).iterdir():
-        if f.is_file() and f.name not in WRITTEN:
-            shutil.copy2(f, out / f.name)
+    copy_other_files(model_dir, out, WRITTEN)
     return old, new
 
 
