@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import json
 import socket
+from pathlib import Path
 
 import pytest
 
 from trajvlm.chat import TrajVLMChat
 from trajvlm.demo.settings import EXAMPLES_DIR, default_model_path
 from trajvlm.eval.mcq import answer_letter
+
+ASSET = Path(__file__).resolve().parents[1] / "trajvlm" / "assets" / "default_model"
 
 
 def _examples() -> list[dict]:
@@ -62,3 +65,18 @@ def test_the_demo_answers_every_bundled_example():
             assert answer_letter(answer, _options(example)) == example["answer"], (example["category"], answer)
     finally:
         demo.close()
+
+
+def test_default_model_fits_the_repo_budget_and_loads_as_float32():
+    """Issue #4: the shipped model is safetensors of at most 25 MB, and computes in float32 on a CPU whatever dtype
+    its weights are stored in (trajvlm.train.store_dtype)."""
+    import torch
+
+    from trajvlm.model import TrajVLMForConditionalGeneration
+
+    folder = ASSET  # the shipped folder itself, whatever $TRAJVLM_DEMO_MODEL says
+    weights = folder / "model.safetensors"
+    assert weights.is_file() and not list(folder.glob("*.bin")) and not list(folder.glob("*.pt"))
+    assert weights.stat().st_size <= 25 * 10**6, weights.stat().st_size
+    model = TrajVLMForConditionalGeneration.from_pretrained(folder)
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
