@@ -43,7 +43,7 @@ def store_dtype(model_dir: Path, out: Path, dtype: str = "bfloat16") -> tuple[in
     target = DTYPES[dtype]
     cast = {k: (t.to(target) if t.is_floating_point() else t).contiguous() for k, t in tensors.items()}
     Path(out).mkdir(parents=True, exist_ok=True)
-    save_file(cast, Path(out) / WEIGHTS, metadata=metadata)
+    save_file(cast, Path(out) / WEIGHTS, metadata={**(metadata or {}), "format": "pt"})  # transformers reads "pt"
     copy_other_files(model_dir, out, {WEIGHTS})
     return src.stat().st_size, (Path(out) / WEIGHTS).stat().st_size
 
