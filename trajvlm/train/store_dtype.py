@@ -6,9 +6,9 @@ NEW/model.safetensors holds every floating-point tensor of MODEL rounded to `--d
 config.json and every other file are copied unchanged. The config keeps its compute dtype (`"dtype": "float32"`),
 so `from_pretrained(NEW)` -- and `dtype="auto"` -- builds a float32 model and upcasts the stored weights on load
 (exactly: every bfloat16 value is a float32 value); pass `dtype=torch.bfloat16` to compute in bfloat16 instead.
-Half the bytes on disk for the same parameter count: the default model ships this way so that a deeper LLM still
-fits the repo's 25 MB budget (eval/results/default_model.md, session 11). Rounding to bfloat16 keeps 8 significant
-bits; on the session-10 model it changed 3 of the 898 ShapesQA test answers (net +1 correct).
+Half the bytes on disk for the same parameter count: room for a deeper LLM under the default model's 25 MB budget
+(eval/results/default_model.md, session 11; the shipped model itself is still stored in float32). Rounding to
+bfloat16 keeps 8 significant bits; on the session-10 model it changed 3 of the 898 ShapesQA test answers (net +1).
 """
 
 from __future__ import annotations
