@@ -64,6 +64,11 @@ def test_bad_arguments_are_refused(folders, tmp_path):
         store_dtype.store_dtype(folders / "model", folders / "bf16")
     with pytest.raises(FileNotFoundError, match="nowhere: no model.safetensors"):
         store_dtype.store_dtype(tmp_path / "nowhere", tmp_path / "b")
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "model.safetensors").write_bytes((folders / "model" / "model.safetensors").read_bytes()[:1000])
+    with pytest.raises(ValueError, match="broken/model.safetensors: not a readable safetensors file"):
+        store_dtype.store_dtype(broken, tmp_path / "d")
     with pytest.raises(SystemExit):
         store_dtype.main(["--model", str(folders / "model"), "--out", str(tmp_path / "c"), "--dtype", "int8"])
-    assert not any((tmp_path / d).exists() for d in ("a", "b", "c"))
+    assert not any((tmp_path / d).exists() for d in ("a", "b", "c", "d"))

@@ -17,7 +17,7 @@ import argparse
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from .model_folder import check_new_folder, copy_other_files
@@ -37,9 +37,12 @@ def store_dtype(model_dir: Path, out: Path, dtype: str = "bfloat16") -> tuple[in
         raise FileNotFoundError(f"{model_dir}: no {WEIGHTS}" + (" (sharded checkpoints are not supported)" if sharded else
                                                                   " (a saved TrajVLM folder is expected)"))
     check_new_folder(model_dir, out)
-    with safe_open(src, framework="pt") as f:
-        metadata = f.metadata()
-        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    try:
+        with safe_open(src, framework="pt") as f:
+            metadata = f.metadata()
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except SafetensorError as e:
+        raise ValueError(f"{src}: not a readable safetensors file ({e})") from e
     target = DTYPES[dtype]
     cast = {k: (t.to(target) if t.is_floating_point() else t).contiguous() for k, t in tensors.items()}
     Path(out).mkdir(parents=True, exist_ok=True)
