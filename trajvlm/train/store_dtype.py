@@ -40,7 +40,7 @@ def store_dtype(model_dir: Path, out: Path, dtype: str = "bfloat16") -> tuple[in
     try:
         with safe_open(src, framework="pt") as f:
             metadata = f.metadata()
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (a safe_open handle, not a dict)
     except SafetensorError as e:
         raise ValueError(f"{src}: not a readable safetensors file ({e})") from e
     target = DTYPES[dtype]
