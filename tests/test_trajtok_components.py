@@ -79,8 +79,9 @@ def test_component_groups_splits_only_simultaneous_blobs():
 
 def test_objects_that_touch_in_one_frame_stay_one_trajectory():
     """Space-time components: two squares that touch in frames 3-4 are one blob of the chunk and are not split.
-    Deliberate: following blobs frame by frame and sharing out the joint blob separated more merged pairs, but it
-    guessed identities where objects crossed and swapped them (eval/results/default_model.md, session 8)."""
+    Deliberate by default: following blobs frame by frame and sharing out the joint blob separated more merged
+    pairs, but it guessed identities where objects crossed and swapped them (eval/results/default_model.md,
+    session 8). ``component_min_piece`` turns that on (tests/test_trajtok_touching.py)."""
     T = 8
     mask = np.zeros((T, H, W), dtype=bool)
     xs_a = [0, 1, 2, 3, 3, 2, 1, 0]

@@ -27,8 +27,9 @@ from .tracks import TrackSet
 # Version of the code that turns frames into tracks (segmenter pass, split_components, linking). It is part of
 # the persistent cache's folder name, so bump it whenever that code gives different tracks for the same weights
 # and config: cached tracks of the old code are then never read. 2: split_components followed blobs frame by
-# frame (never released); 3: split_components by space-time components.
-TRACKS_VERSION = "3"
+# frame (never released); 3: split_components by space-time components; 4: component_min_piece (touching
+# look-alike objects followed frame to frame, trajtok.touching).
+TRACKS_VERSION = "4"
 
 
 def _update(h, name: str, t: torch.Tensor) -> None:

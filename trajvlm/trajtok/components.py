@@ -16,6 +16,9 @@ two separate blobs in the same frames. This step, between the segmenter's logits
 
 The soft mask of every cell is unchanged (the moved logit keeps its value and the slot it left is -inf only on
 the moved cells), so pooling inside a group's cells gives exactly what pooling inside the slot gave there.
+With ``min_piece`` (``TrajTokConfig.component_min_piece``) a component whose frames show separate pieces is first
+cut into one blob per object by following the pieces frame to frame (``touching.separate_touching``), so objects
+that touch in a few frames are separated too; off by default (see that module for what it costs).
 Runs on the hard masks with scipy (no gradient through the grouping; the logits stay differentiable).
 """
 
@@ -25,23 +28,37 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from .touching import separate_touching
+
 _CONNECTIVITY = np.ones((3, 3, 3), dtype=bool)  # 26-connectivity over (t,h,w)
 
 
-def component_groups(mask: np.ndarray, min_cells: int, max_overlap: int) -> list[np.ndarray]:
+def component_groups(mask: np.ndarray, min_cells: int, max_overlap: int,
+                     min_piece: int | None = None) -> list[np.ndarray]:
     """mask (t,h,w) bool, one slot's hard mask -> boolean masks (t,h,w) of the objects in it, largest first.
 
+    min_piece: when set, a connected component whose frames show separate pieces of >= min_piece cells is first cut
+    into one blob per object (``touching.separate_touching``: look-alike objects that touch in some frames).
     Returns [] when the slot holds at most one object (nothing to split).
     """
     labels, n = ndimage.label(mask, structure=_CONNECTIVITY)
-    if n < 2:
+    if n == 0 or (n < 2 and min_piece is None):
         return []
-    sizes = np.bincount(labels.ravel())[1:]  # (n,)
+    blobs = []  # (t,h,w) bool per object candidate
+    for c in range(n):
+        comp = labels == c + 1
+        if min_piece is not None and comp.sum() >= 2 * min_cells:
+            blobs += separate_touching(comp, min_piece=min_piece)
+        else:
+            blobs.append(comp)
+    if len(blobs) < 2:
+        return []
+    sizes = np.array([b.sum() for b in blobs])  # (n,)
     groups: list[dict] = []  # {"frames": set, "centres": {frame: (2,)}, "mask": (t,h,w)}
     for c in np.argsort(-sizes, kind="stable"):
         if sizes[c] < min_cells:
             break
-        comp = labels == c + 1
+        comp = blobs[c]
         frames = np.nonzero(comp.any(axis=(1, 2)))[0].tolist()
         centres = {f: np.argwhere(comp[f]).mean(0) for f in frames}
         best, best_gap = None, None
@@ -63,7 +80,8 @@ def component_groups(mask: np.ndarray, min_cells: int, max_overlap: int) -> list
 
 
 def split_slot_components(
-    logits: torch.Tensor, query_embeds: torch.Tensor, *, min_cells: int, max_overlap: int
+    logits: torch.Tensor, query_embeds: torch.Tensor, *, min_cells: int, max_overlap: int,
+    min_piece: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """logits (B,t,h,w,K), query_embeds (B,K,D) -> (B,t,h,w,K+E), (B,K+E,D): each extra object of a slot gets
     its own column (see the module docstring). E is the most extra objects of any video in the batch; videos
@@ -78,7 +96,7 @@ def split_slot_components(
         for k in range(K):
             if k == background or cells[k] < 2 * min_cells:
                 continue
-            found += [(k, m) for m in component_groups(hard[b] == k, min_cells, max_overlap)[1:]]
+            found += [(k, m) for m in component_groups(hard[b] == k, min_cells, max_overlap, min_piece)[1:]]
         extra.append(found)
     E = max(len(e) for e in extra)
     if E == 0:

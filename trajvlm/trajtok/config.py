@@ -65,6 +65,10 @@ class TrajTokConfig(PretrainedConfig):
         component_min_cells: blobs smaller than this (cells summed over the chunk's frames) are never split off.
         component_max_overlap: blobs of one slot sharing at most this many frames are taken for one object (it
             left and came back), not split.
+        component_min_piece: with split_components, also cut a blob whose frames show separate pieces of at least
+            this many cells (in >= 2 frames) into one blob per object by following the pieces frame to frame
+            (``trajtok.touching``): look-alike objects that touch in some frames. None = off (configs saved
+            before this field existed).
     """
 
     model_type = "trajtok"
@@ -95,6 +99,7 @@ class TrajTokConfig(PretrainedConfig):
         split_components: bool = False,
         component_min_cells: int = 20,
         component_max_overlap: int = 1,
+        component_min_piece: int | None = None,
         **kwargs,
     ):
         unknown = sorted(k for k in kwargs if k not in _HF_KEYS and not k.startswith("_"))
@@ -151,6 +156,8 @@ class TrajTokConfig(PretrainedConfig):
         self.split_components = split_components
         self.component_min_cells = _int_at_least("component_min_cells", component_min_cells, 1)
         self.component_max_overlap = _int_at_least("component_max_overlap", component_max_overlap, 0)
+        self.component_min_piece = (
+            None if component_min_piece is None else _int_at_least("component_min_piece", component_min_piece, 1))
 
     @property
     def effective_track_memory(self) -> int:

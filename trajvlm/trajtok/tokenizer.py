@@ -151,7 +151,8 @@ class TrajTok(nn.Module):
                 logits, queries = seg.logits, seg.query_embeds  # (B,t,h,w,K), (B,K,D)
                 if cfg.split_components:  # -> K' >= K slots: one per separate object
                     logits, queries = split_slot_components(
-                        logits, queries, min_cells=cfg.component_min_cells, max_overlap=cfg.component_max_overlap)
+                        logits, queries, min_cells=cfg.component_min_cells, max_overlap=cfg.component_max_overlap,
+                        min_piece=cfg.component_min_piece)
                 st = chunk_stats(sub, logits, queries, roi_size=cfg.roi_size)
                 maps = [bank.link(st, b) for b, bank in enumerate(banks)]  # per video (K',) slot -> track id
                 if keep_maps:
