@@ -1,12 +1,15 @@
 """Held-out ShapesQA accuracy per category, greedy decoding (the evaluator of the built-in default model).
 
     python -m trajvlm.train.evaluate --model trajvlm/assets/default_model --data DIR [--split test] [--json OUT]
+        [--by-colour]
 
 Each question is asked exactly as its JSON record's human turn (question, ``A.``-``D.`` options and the
 "Answer with the option's letter" instruction; the ``<video>`` placeholder first), the video read with the
 processor's frame sampling, and the answer is the first standalone letter A-D of the greedy output (the
 rule lmms-eval's multiple-choice tasks use) or, in an answer without a letter, the one option it names by text
-(VLMEvalKit's rule; trajvlm.eval.mcq). Prints a markdown table; ``--json`` writes the numbers.
+(VLMEvalKit's rule; trajvlm.eval.mcq). Prints a markdown table; ``--json`` writes the numbers. ``--by-colour``
+adds the accuracy on videos where two objects share a colour vs the others (``colour_breakdown``): look-alike
+objects are where the default model loses most of its points (eval/results/default_model.md, session 12).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import torch
 
 from ..eval.mcq import answer_letter, parse_letter
 
-__all__ = ["CATEGORIES", "answer_letter", "evaluate_shapesqa", "load_questions", "markdown_table", "parse_letter"]
+__all__ = ["CATEGORIES", "answer_letter", "colour_breakdown", "evaluate_shapesqa", "load_questions", "markdown_table", "parse_letter"]
 
 CATEGORIES = ("attribute", "counting", "direction", "temporal_order", "needle")
 
@@ -73,8 +76,8 @@ def evaluate_shapesqa(
             cat = r.get("category", "all")
             by_cat[cat][0] += int(ok)
             by_cat[cat][1] += 1
-            predictions.append({"id": r["id"], "category": cat, "answer": r["answer"], "output": text,
-                                "picked": letter, "correct": ok})
+            predictions.append({"id": r["id"], "video": r["video"], "category": cat, "answer": r["answer"],
+                                "output": text, "picked": letter, "correct": ok})
     correct = sum(c for c, _ in by_cat.values())
     total = sum(t for _, t in by_cat.values())
     ordered = [c for c in CATEGORIES if c in by_cat] + sorted(c for c in by_cat if c not in CATEGORIES)
@@ -87,6 +90,30 @@ def evaluate_shapesqa(
                          for c in ordered},
         "predictions": predictions,
     }
+
+
+def colour_breakdown(result: dict, data_dir: str) -> dict:
+    """Accuracy per category split by scene: videos where two objects share a colour (told apart by shape alone)
+    vs videos whose colours are all different. Reads ``<split>_scenes.json``.
+
+    -> {"same_colour": {cat: {"accuracy", "correct", "total"}, ..., "overall": {...}}, "distinct_colours": {...}}
+    """
+    path = os.path.join(data_dir, f"{result['split']}_scenes.json")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path} not found: the colour breakdown needs the generator's scene specs")
+    with open(path) as f:
+        repeated = {s["video"]: len({o["colour"] for o in s["objects"]}) < len(s["objects"]) for s in json.load(f)}
+    counts: dict[str, dict[str, list[int]]] = {"same_colour": defaultdict(lambda: [0, 0]),
+                                               "distinct_colours": defaultdict(lambda: [0, 0])}
+    for p in result["predictions"]:
+        if p["video"] not in repeated:
+            raise KeyError(f"{p['video']} (question {p['id']}) is not in {path}")
+        group = counts["same_colour" if repeated[p["video"]] else "distinct_colours"]
+        for key in (p["category"], "overall"):
+            group[key][0] += int(p["correct"])
+            group[key][1] += 1
+    return {name: {k: {"accuracy": c / t, "correct": c, "total": t} for k, (c, t) in group.items()}
+            for name, group in counts.items()}
 
 
 def markdown_table(result: dict) -> str:
@@ -106,6 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--limit", type=int, default=None, help="first N questions only")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--json", default=None, help="write the result (with per-question predictions) here")
+    p.add_argument("--by-colour", action="store_true",
+                   help="also split the accuracy by videos with / without two objects of the same colour "
+                        "(needs <split>_scenes.json)")
     args = p.parse_args(argv)
 
     from trajvlm.model import TrajVLMForConditionalGeneration, TrajVLMProcessor
@@ -118,6 +148,14 @@ def main(argv: list[str] | None = None) -> int:
     result["seconds"] = round(time.perf_counter() - t0, 1)
     print(markdown_table(result))
     print(f"({result['total']} {args.split} questions, {result['seconds']} s)")
+    if args.by_colour:
+        result["by_colour"] = colour_breakdown(result, args.data)
+        print("| videos | " + " | ".join(list(result["per_category"]) + ["overall"]) + " |")
+        print("| --- |" + " ---: |" * (len(result["per_category"]) + 1))
+        for name, group in result["by_colour"].items():
+            cells = [f"{100 * group[c]['accuracy']:.1f}% ({group[c]['total']})" if c in group else "--"
+                     for c in [*result["per_category"], "overall"]]
+            print(f"| {name.replace('_', ' ')} | " + " | ".join(cells) + " |")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)

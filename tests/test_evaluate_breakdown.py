@@ -1,0 +1,39 @@
+"""colour_breakdown: ShapesQA accuracy split by videos with / without two objects of the same colour."""
+
+import json
+
+import pytest
+
+from trajvlm.train.evaluate import colour_breakdown
+
+
+def scene(video, colours):
+    return {"video": video, "objects": [{"colour": c, "shape": "circle"} for c in colours]}
+
+
+def pred(i, video, category, correct):
+    return {"id": f"q{i}", "video": video, "category": category, "correct": correct}
+
+
+def test_breakdown_counts_each_group(tmp_path):
+    scenes = [scene("videos/val/a.mp4", ["red", "red", "blue"]), scene("videos/val/b.mp4", ["red", "blue"])]
+    (tmp_path / "val_scenes.json").write_text(json.dumps(scenes))
+    result = {"split": "val", "predictions": [
+        pred(0, "videos/val/a.mp4", "direction", False), pred(1, "videos/val/a.mp4", "direction", True),
+        pred(2, "videos/val/a.mp4", "counting", False), pred(3, "videos/val/b.mp4", "direction", True),
+        pred(4, "videos/val/b.mp4", "counting", True)]}
+    out = colour_breakdown(result, str(tmp_path))
+    same, distinct = out["same_colour"], out["distinct_colours"]
+    assert (same["direction"]["correct"], same["direction"]["total"]) == (1, 2)
+    assert (same["counting"]["correct"], same["counting"]["total"]) == (0, 1)
+    assert same["overall"]["accuracy"] == pytest.approx(1 / 3)
+    assert distinct["overall"]["accuracy"] == 1.0 and distinct["direction"]["total"] == 1
+
+
+def test_breakdown_refuses_missing_scenes_and_unknown_videos(tmp_path):
+    result = {"split": "test", "predictions": [pred(0, "videos/test/x.mp4", "direction", True)]}
+    with pytest.raises(FileNotFoundError, match="test_scenes.json"):
+        colour_breakdown(result, str(tmp_path))
+    (tmp_path / "test_scenes.json").write_text(json.dumps([scene("videos/test/y.mp4", ["red"])]))
+    with pytest.raises(KeyError, match="x.mp4"):
+        colour_breakdown(result, str(tmp_path))
