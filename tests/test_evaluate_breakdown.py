@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from trajvlm.train.evaluate import colour_breakdown
+from trajvlm.train.evaluate import colour_breakdown, colour_table
 
 
 def scene(video, colours):
@@ -28,6 +28,10 @@ def test_breakdown_counts_each_group(tmp_path):
     assert (same["counting"]["correct"], same["counting"]["total"]) == (0, 1)
     assert same["overall"]["accuracy"] == pytest.approx(1 / 3)
     assert distinct["overall"]["accuracy"] == 1.0 and distinct["direction"]["total"] == 1
+    table = colour_table(out, ["direction", "counting", "needle"]).splitlines()
+    assert table[0] == "| videos | direction | counting | needle | overall |"
+    assert table[2] == "| same colour | 50.0% (2) | 0.0% (1) | -- | 33.3% (3) |"
+    assert table[3] == "| distinct colours | 100.0% (1) | 100.0% (1) | -- | 100.0% (2) |"
 
 
 def test_breakdown_refuses_missing_scenes_and_unknown_videos(tmp_path):

@@ -25,7 +25,8 @@ import torch
 
 from ..eval.mcq import answer_letter, parse_letter
 
-__all__ = ["CATEGORIES", "answer_letter", "colour_breakdown", "evaluate_shapesqa", "load_questions", "markdown_table", "parse_letter"]
+__all__ = ["CATEGORIES", "answer_letter", "colour_breakdown", "colour_table", "evaluate_shapesqa", "load_questions",
+           "markdown_table", "parse_letter"]
 
 CATEGORIES = ("attribute", "counting", "direction", "temporal_order", "needle")
 
@@ -116,6 +117,17 @@ def colour_breakdown(result: dict, data_dir: str) -> dict:
             for name, group in counts.items()}
 
 
+def colour_table(breakdown: dict, categories: list[str]) -> str:
+    """``colour_breakdown``'s result -> a markdown table: one row per video group, "accuracy % (questions)" per
+    category and overall ("--" where a group has no question of a category)."""
+    columns = [*categories, "overall"]
+    lines = ["| videos | " + " | ".join(columns) + " |", "| --- |" + " ---: |" * len(columns)]
+    for name, group in breakdown.items():
+        cells = [f"{100 * group[c]['accuracy']:.1f}% ({group[c]['total']})" if c in group else "--" for c in columns]
+        lines.append(f"| {name.replace('_', ' ')} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def markdown_table(result: dict) -> str:
     lines = ["| category | accuracy | correct / total |", "| --- | --- | --- |"]
     for cat, r in result["per_category"].items():
@@ -150,12 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"({result['total']} {args.split} questions, {result['seconds']} s)")
     if args.by_colour:
         result["by_colour"] = colour_breakdown(result, args.data)
-        print("| videos | " + " | ".join(list(result["per_category"]) + ["overall"]) + " |")
-        print("| --- |" + " ---: |" * (len(result["per_category"]) + 1))
-        for name, group in result["by_colour"].items():
-            cells = [f"{100 * group[c]['accuracy']:.1f}% ({group[c]['total']})" if c in group else "--"
-                     for c in [*result["per_category"], "overall"]]
-            print(f"| {name.replace('_', ' ')} | " + " | ".join(cells) + " |")
+        print(colour_table(result["by_colour"], list(result["per_category"])))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)

@@ -53,7 +53,7 @@ def component_groups(mask: np.ndarray, min_cells: int, max_overlap: int,
             blobs.append(comp)
     if len(blobs) < 2:
         return []
-    sizes = np.array([b.sum() for b in blobs])  # (n,)
+    sizes = np.array([b.sum() for b in blobs])  # (len(blobs),)
     groups: list[dict] = []  # {"frames": set, "centres": {frame: (2,)}, "mask": (t,h,w)}
     for c in np.argsort(-sizes, kind="stable"):
         if sizes[c] < min_cells:

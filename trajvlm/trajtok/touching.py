@@ -8,11 +8,13 @@ split them. Inside such a component the objects are still separate in most frame
 2. if at least ``min_frames`` frames hold two or more counted pieces, the component holds K objects
    (K = the most counted pieces in a frame); otherwise it is returned whole;
 3. seed K tracks with the pieces of a frame that holds K of them (in the longest run of such frames, the one whose
-   smallest piece is largest), follow them through that run, then walk forward and backward from it frame by frame: each track predicts its centre with a constant-velocity fit of
-   its last ``history`` observations on that side; a piece that holds the predicted centres of two or more tracks
-   and is larger than the largest of their last areas is cut between them (each cell to the nearest predicted
-   centre); the other pieces are matched one-to-one to the remaining tracks by centre distance (Hungarian), and
-   a piece left over joins its nearest track;
+   smallest piece is largest), follow them through that run, then walk forward and backward from it frame by
+   frame: each track predicts its centre with a constant-velocity fit of its last ``history`` observations on that
+   side (frames where it had a piece of its own preferred); a piece that holds the predicted centres of two or
+   more tracks and is larger than the largest of their areas is cut between them (each cell to the track whose
+   last own mask, moved to its predicted centre, covers it, else to the nearest predicted centre); the other
+   pieces are matched one-to-one to the remaining tracks by centre distance (Hungarian), and a piece left over
+   joins its nearest track;
 4. each track's cells form one blob (tracks that got no cells are dropped).
 
 Constant velocity is the usual short-horizon motion model of a tracker (SORT's Kalman filter uses it); a chunk is
@@ -93,7 +95,8 @@ def separate_touching(component: np.ndarray, *, min_piece: int, min_ratio: float
     """
     t = component.shape[0]
     pieces = [_pieces(component[f]) for f in range(t)]  # per frame: list of (n,2)
-    counted = [sum(_counts(p, ps, min_piece, min_ratio) for p in ps) for ps in pieces]
+    own = [[_counts(p, ps, min_piece, min_ratio) for p in ps] for ps in pieces]  # per frame: is piece an object
+    counted = [sum(o) for o in own]
     if sum(c >= 2 for c in counted) < min_frames:
         return [component]
     K = max(counted)
@@ -105,14 +108,13 @@ def separate_touching(component: np.ndarray, *, min_piece: int, min_ratio: float
         elif lo is not None:
             runs.append((lo, f - 1))
             lo = None
-    smallest = {f: min(len(p) for p in pieces[f] if _counts(p, pieces[f], min_piece, min_ratio))
-                for f in range(t) if counted[f] == K}
+    smallest = {f: min(len(p) for p, o in zip(pieces[f], own[f]) if o) for f in range(t) if counted[f] == K}
     lo, hi = max(runs, key=lambda r: (r[1] - r[0], max(smallest[f] for f in range(r[0], r[1] + 1))))
     f0 = max(range(lo, hi + 1), key=lambda f: smallest[f])
     tracks = [_Track() for _ in range(K)]
     labels = np.full(component.shape, -1, dtype=np.int64)  # (t,h,w) track of each cell, -1 = not in the blob
-    big = [p for p in pieces[f0] if _counts(p, pieces[f0], min_piece, min_ratio)]
-    small = [p for p in pieces[f0] if not _counts(p, pieces[f0], min_piece, min_ratio)]
+    big = [p for p, o in zip(pieces[f0], own[f0]) if o]
+    small = [p for p, o in zip(pieces[f0], own[f0]) if not o]
     for k, p in enumerate(big):
         tracks[k].add(f0, p, clean=True)
         labels[f0, p[:, 0], p[:, 1]] = k
@@ -133,8 +135,8 @@ def separate_touching(component: np.ndarray, *, min_piece: int, min_ratio: float
 def _assign_frame(f: int, pieces: list[np.ndarray], tracks: list[_Track], labels: np.ndarray, forward: bool,
                   history: int) -> None:
     """Give every cell of frame f's pieces a track (see the module docstring, step 3); updates tracks and labels."""
-    preds = [tr.predict(f, forward, history) for tr in tracks]
-    live = [k for k, p in enumerate(preds) if p is not None]
+    preds = [tr.predict(f, forward, history) for tr in tracks]  # never None: every track was seeded at f0
+    live = list(range(len(tracks)))
     free_tracks = set(live)
     free_pieces = []
     for p in pieces:
@@ -157,18 +159,14 @@ def _assign_frame(f: int, pieces: list[np.ndarray], tracks: list[_Track], labels
             free_tracks -= set(inside)
         else:
             free_pieces.append(p)
-    rest = sorted(free_tracks)
-    if not rest:
-        rest = live
+    rest = sorted(free_tracks) or live  # all tracks cut a piece between them: leftovers go to the nearest of all
     cost = np.array([[np.linalg.norm(p.mean(0) - preds[k]) for k in rest] for p in free_pieces]).reshape(
         len(free_pieces), len(rest))  # (pieces, tracks)
-    matched: dict[int, int] = {}
-    if free_pieces and rest:
-        rows, cols = linear_sum_assignment(cost)
-        matched = {int(r): rest[int(c)] for r, c in zip(rows, cols)}
+    rows, cols = linear_sum_assignment(cost)
+    matched = {int(r): rest[int(c)] for r, c in zip(rows, cols)}
     for i, p in enumerate(free_pieces):
         k = matched.get(i)
         if k is None:  # a leftover piece joins its nearest track
-            k = rest[int(np.argmin(cost[i]))] if rest else 0
+            k = rest[int(np.argmin(cost[i]))]
         tracks[k].add(f, p, clean=k == matched.get(i))
         labels[f, p[:, 0], p[:, 1]] = k
