@@ -249,11 +249,11 @@ class MetaFlopCounter:
         c = self.config.trajtok_config.feature_dim
         feats = torch.empty(1, frames, h, w, c, device="meta")  # (1,t,h,w,C)
 
-        roi_size = self.config.trajtok_config.roi_size
+        tcfg = self.config.trajtok_config
 
         def run():
             seg = self.trajtok.segmenter(feats)
-            chunk_stats(feats, seg.logits, seg.query_embeds, roi_size=roi_size)
+            chunk_stats(feats, seg.logits, seg.query_embeds, roi_size=tcfg.roi_size, roi_isolated=tcfg.roi_isolated)
 
         return self._cached(("segmenter", frames), lambda: count_flops(run))
 

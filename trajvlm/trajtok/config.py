@@ -52,6 +52,10 @@ class TrajTokConfig(PretrainedConfig):
         roi_size: P. Each trajectory's summary also gets its box-aligned P x P backbone features (sampled inside
             its box in every frame it is present in, averaged over time), which keep the object's layout --
             its shape -- that mask-average pooling loses. 0 = off (configs saved before this field existed).
+        roi_isolated: average those box-aligned features over the frames in which the trajectory does not touch
+            another object's mask (``linking.touching_frames``), falling back to all its frames when it touches
+            one in every frame: next to a look-alike object its box takes in part of the other one. False = every
+            present frame (configs saved before this field existed).
         refine_dilation: refine block i uses spatial dilation min(refine_dilation**i, refine_max_dilation), a wider
             receptive field so a pixel sees the extent of the object it is on. 1 = every block 3x3 undilated
             (configs saved before this field existed).
@@ -93,6 +97,7 @@ class TrajTokConfig(PretrainedConfig):
         link_threshold: float = 0.75,
         track_memory: int | None = None,
         roi_size: int = 0,
+        roi_isolated: bool = False,
         refine_dilation: int = 1,
         refine_max_dilation: int = 8,
         refine_temporal: bool = False,
@@ -146,6 +151,9 @@ class TrajTokConfig(PretrainedConfig):
             _int_at_least("track_memory", track_memory, num_queries)
         self.track_memory = track_memory
         self.roi_size = _int_at_least("roi_size", roi_size, 0)
+        if not isinstance(roi_isolated, bool):
+            raise ValueError(f"TrajTokConfig: roi_isolated must be a bool, got {roi_isolated!r}")
+        self.roi_isolated = roi_isolated
         self.refine_dilation = _int_at_least("refine_dilation", refine_dilation, 1)
         self.refine_max_dilation = _int_at_least("refine_max_dilation", refine_max_dilation, 1)
         if not isinstance(refine_temporal, bool):

@@ -28,7 +28,7 @@ class ChunkStats:
     query_embeds: torch.Tensor  # (B,K,D) normalised query embeddings
     hard_slots: torch.Tensor  # (B,t,h,w) long, argmax slot per cell
     roi: torch.Tensor | None = None  # (B,K,P*P,C) box-aligned features (P x P grid in each frame's box), chunk mean
-    roi_frames: torch.Tensor | None = None  # (B,K) frames of the chunk the slot is present in (weights of roi)
+    roi_frames: torch.Tensor | None = None  # (B,K) float weight of roi: frames it averages (see chunk_stats)
 
 
 def hard_boxes(onehot: torch.Tensor) -> torch.Tensor:
@@ -65,8 +65,34 @@ def box_features(features: torch.Tensor, boxes: torch.Tensor, size: int) -> torc
     return out.reshape(B, t, C, K, size * size).permute(0, 1, 3, 4, 2)  # (B,t,K,P*P,C)
 
 
+# Weight of a frame in which the slot touches another object, relative to 1 for a frame in which it does not
+# (roi_isolated): small enough that any isolated frame dominates, non-zero so a slot that always touches another
+# object still gets the mean over its present frames.
+TOUCHING_FRAME_WEIGHT = 1e-3
+
+
+def touching_frames(onehot: torch.Tensor, area: torch.Tensor) -> torch.Tensor:
+    """onehot (B,t,h,w,K) hard masks, area (B,t,K) cells -> (B,t,K) bool: the slot's mask touches (8-neighbour,
+    or shares a cell with) the mask of another object slot in that frame.
+
+    A slot covering at least half the frame is the background (or a region that large): it is nobody's neighbour
+    and is never reported as touching.
+    """
+    B, t, h, w, K = onehot.shape
+    is_object = (area < 0.5 * h * w).to(onehot.dtype)  # (B,t,K)
+    objects = onehot * is_object[:, :, None, None, :]  # (B,t,h,w,K)
+    others = (objects.sum(-1, keepdim=True) - objects) > 0  # (B,t,h,w,K) cell held by another object slot
+    grown = F.max_pool2d(onehot.permute(0, 1, 4, 2, 3).reshape(B * t * K, 1, h, w), 3, stride=1, padding=1)
+    grown = grown.reshape(B, t, K, h, w).permute(0, 1, 3, 4, 2) > 0  # (B,t,h,w,K) mask + one-cell ring
+    return (grown & others).flatten(2, 3).any(2) & (is_object > 0)  # (B,t,K)
+
+
 def chunk_stats(
-    features: torch.Tensor, logits: torch.Tensor, query_embeds: torch.Tensor, roi_size: int = 0
+    features: torch.Tensor,
+    logits: torch.Tensor,
+    query_embeds: torch.Tensor,
+    roi_size: int = 0,
+    roi_isolated: bool = False,
 ) -> ChunkStats:
     """features (B,t,h,w,C), logits (B,t,h,w,K), query_embeds (B,K,D) -> ChunkStats.
 
@@ -74,6 +100,9 @@ def chunk_stats(
     the pooled appearance is not polluted by the soft tail over the background, while gradients still reach
     the segmenter through the soft mask. With roi_size = P > 0 each slot also gets box-aligned P x P features,
     averaged over the frames it is present in (``roi``, ``roi_frames``): shape information at O(K*P*P*C) per chunk.
+    roi_isolated: average the box features over the frames in which the slot does not touch another object slot
+    (``touching_frames``; frames where it touches weigh TOUCHING_FRAME_WEIGHT): where a look-alike object is
+    next to it, its box and mask take in part of the other one, and the layout read there is not its shape.
     """
     K = logits.shape[-1]
     soft = logits.softmax(dim=-1)  # (B,t,h,w,K)
@@ -86,10 +115,13 @@ def chunk_stats(
     boxes = hard_boxes(onehot)  # (B,t,K,4)
     roi = roi_frames = None
     if roi_size > 0:
-        present = (area > 0).to(features.dtype)  # (B,t,K)
-        roi_frames = present.sum(1)  # (B,K)
+        weight = (area > 0).to(features.dtype)  # (B,t,K) present frames
+        if roi_isolated:
+            touching = touching_frames(onehot, area).to(features.dtype)  # (B,t,K)
+            weight = weight * (1 - touching * (1 - TOUCHING_FRAME_WEIGHT))
+        roi_frames = weight.sum(1)  # (B,K)
         per_frame = box_features(features, boxes, roi_size)  # (B,t,K,P*P,C)
-        roi = (per_frame * present[..., None, None]).sum(1) / roi_frames.clamp_min(1)[..., None, None]  # (B,K,P*P,C)
+        roi = (per_frame * weight[..., None, None]).sum(1) / roi_frames.clamp_min(1e-6)[..., None, None]  # (B,K,P*P,C)
     return ChunkStats(
         pooled=pooled,
         mass=mass,
@@ -251,7 +283,7 @@ def assemble_tracks(
                 n = st.roi_frames[b][idx] * (slot_of >= 0).to(st.roi.device, st.roi.dtype)  # (N,)
                 roi_sum = roi_sum + st.roi[b][idx] * n[:, None, None]  # (N,P*P,C)
                 roi_n = roi_n + n
-            roi_rows.append(roi_sum / torch.as_tensor(roi_n).clamp_min(1)[:, None, None])
+            roi_rows.append(roi_sum / torch.as_tensor(roi_n).clamp_min(1e-6)[:, None, None])
         pooled_rows.append(torch.cat([p[0] for p in per_chunk], dim=1))
         mass_rows.append(torch.cat([p[1] for p in per_chunk], dim=1))
         area_rows.append(torch.cat([p[2] for p in per_chunk], dim=1))

@@ -153,7 +153,7 @@ class TrajTok(nn.Module):
                     logits, queries = split_slot_components(
                         logits, queries, min_cells=cfg.component_min_cells, max_overlap=cfg.component_max_overlap,
                         min_piece=cfg.component_min_piece)
-                st = chunk_stats(sub, logits, queries, roi_size=cfg.roi_size)
+                st = chunk_stats(sub, logits, queries, roi_size=cfg.roi_size, roi_isolated=cfg.roi_isolated)
                 maps = [bank.link(st, b) for b, bank in enumerate(banks)]  # per video (K',) slot -> track id
                 if keep_maps:
                     logits_maps.append(seg.logits)
