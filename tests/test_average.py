@@ -68,8 +68,14 @@ def test_bad_arguments_are_refused_and_nothing_is_written(folders, tmp_path):
     cfg["trajtok_config"]["min_area"] -= 1  # same config again, but a tensor is missing
     (other / "config.json").write_text(json.dumps(cfg))
     weights = load_file(a / "model.safetensors")
-    weights.pop(sorted(weights)[0])
+    weights.pop(min(weights))
     save_file(weights, other / "model.safetensors", metadata={"format": "pt"})
     with pytest.raises(ValueError, match="tensors differ"):
         average.average_models([a, other], tmp_path / "x5")
-    assert not any((tmp_path / f"x{i}").exists() for i in range(1, 6))
+    (other / "model.safetensors").write_bytes((a / "model.safetensors").read_bytes()[:1000])  # cut short
+    with pytest.raises(ValueError, match="other/model.safetensors: not a readable safetensors file"):
+        average.average_models([a, other], tmp_path / "x6")
+    (other / "model.safetensors").unlink()
+    with pytest.raises(FileNotFoundError, match="other: no model.safetensors"):
+        average.average_models([a, other], tmp_path / "x7")
+    assert not any((tmp_path / f"x{i}").exists() for i in range(1, 8))

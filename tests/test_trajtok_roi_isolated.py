@@ -7,8 +7,14 @@ import torch
 import torch.nn.functional as F
 
 from trajvlm.trajtok import TrajTok, TrajTokConfig
+from trajvlm.trajtok.linking import (
+    TOUCHING_FRAME_WEIGHT,
+    box_features,
+    chunk_stats,
+    hard_boxes,
+    touching_frames,
+)
 from trajvlm.trajtok.segmenter import SegmenterOutput
-from trajvlm.trajtok.linking import TOUCHING_FRAME_WEIGHT, box_features, chunk_stats, hard_boxes, touching_frames
 
 H = W = 8
 

@@ -3,10 +3,10 @@
     python -m trajvlm.train.average --models A B [C ...] --out NEW
 
 NEW/model.safetensors holds the element-wise mean of every floating-point tensor of the models (integer tensors
-must be equal and are kept); config.json and the tokenizer / processor files come from the first model (not the files of one training run, such as its
-connector-only checkpoint). The models must be the
-same architecture with the same config (apart from bookkeeping such as `_name_or_path`): every tensor name, shape
-and dtype must match, or nothing is written. Averaging only makes sense for runs that started from the same
+must be equal and are kept); config.json and the tokenizer / processor files come from the first model (not the
+files of one training run, such as its connector-only checkpoint). The models must be the same architecture with
+the same config (apart from bookkeeping such as `_name_or_path`): every tensor name, shape and dtype must match, or
+nothing is written. Averaging only makes sense for runs that started from the same
 weights (e.g. two stage-2 runs of one model on different question draws, which stay in one basin of the loss);
 check the result on held-out data. Used for the default model in session 13 (eval/results/default_model.md).
 """
@@ -18,12 +18,16 @@ import json
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from .model_folder import check_new_folder, copy_other_files
+from .model_folder import (
+    WEIGHTS,
+    check_new_folder,
+    copy_other_files,
+    read_weights,
+    weights_file,
+)
 
-WEIGHTS = "model.safetensors"
 # files of a training run's output folder that belong to that one run (finetune_trajvlm.py writes them), not to the
 # average: not copied. Tokenizer, processor and generation configs are.
 RUN_FILES = {"connector.safetensors", "training_args.bin", "train_summary.json", "param_groups.json"}
@@ -44,19 +48,6 @@ def _strip(obj):
     return obj
 
 
-def _tensors(model_dir: Path) -> tuple[dict[str, torch.Tensor], dict | None]:
-    src = Path(model_dir) / WEIGHTS
-    if not src.is_file():
-        sharded = (Path(model_dir) / f"{WEIGHTS}.index.json").is_file()
-        raise FileNotFoundError(f"{model_dir}: no {WEIGHTS}" + (" (sharded checkpoints are not supported)" if sharded else
-                                                                  " (a saved TrajVLM folder is expected)"))
-    try:
-        with safe_open(src, framework="pt") as f:
-            return {k: f.get_tensor(k) for k in f.keys()}, f.metadata()  # noqa: SIM118 (a safe_open handle)
-    except SafetensorError as e:
-        raise ValueError(f"{src}: not a readable safetensors file ({e})") from e
-
-
 def average_models(model_dirs: list[Path], out: Path) -> int:
     """Write OUT = the weight average of MODEL_DIRS (>= 2); returns the number of averaged tensors."""
     if len(model_dirs) < 2:
@@ -70,10 +61,10 @@ def average_models(model_dirs: list[Path], out: Path) -> int:
         if _config(m) != first_cfg:
             raise ValueError(f"{m}: its config.json differs from {model_dirs[0]}'s: only the same architecture and "
                              "config can be averaged")
-    base, metadata = _tensors(model_dirs[0])
+    base, metadata = read_weights(weights_file(model_dirs[0]))
     sums = {k: t.double() if t.is_floating_point() else t for k, t in base.items()}
     for m in model_dirs[1:]:
-        other, _ = _tensors(m)
+        other, _ = read_weights(weights_file(m))
         if set(other) != set(base):
             diff = sorted(set(other) ^ set(base))[:5]
             raise ValueError(f"{m}: its tensors differ from {model_dirs[0]}'s (e.g. {diff})")

@@ -1,10 +1,16 @@
-"""Writing a new model folder derived from a saved one (deepen, replace_segmenter): never over an existing folder,
-and every file the writer does not produce itself copied unchanged."""
+"""Writing a new model folder derived from a saved one (deepen, replace_segmenter, store_dtype, average): never over
+an existing folder, every file the writer does not produce itself copied unchanged, and the saved weights read
+with an error that names the file."""
 
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+
+WEIGHTS = "model.safetensors"
 
 
 def check_new_folder(source: Path, out: Path) -> None:
@@ -21,3 +27,22 @@ def copy_other_files(source: Path, out: Path, written: set[str]) -> None:
     for f in Path(source).iterdir():
         if f.is_file() and f.name not in written:
             shutil.copy2(f, Path(out) / f.name)
+
+
+def weights_file(model_dir: Path) -> Path:
+    """MODEL_DIR/model.safetensors; FileNotFoundError (naming the folder, and a sharded checkpoint) if it is absent."""
+    src = Path(model_dir) / WEIGHTS
+    if not src.is_file():
+        sharded = (Path(model_dir) / f"{WEIGHTS}.index.json").is_file()
+        raise FileNotFoundError(f"{model_dir}: no {WEIGHTS}" + (" (sharded checkpoints are not supported)" if sharded else
+                                                                  " (a saved TrajVLM folder is expected)"))
+    return src
+
+
+def read_weights(src: Path) -> tuple[dict[str, torch.Tensor], dict | None]:
+    """A safetensors file -> (tensors, metadata); ValueError naming the file if it is not readable safetensors."""
+    try:
+        with safe_open(src, framework="pt") as f:
+            return {k: f.get_tensor(k) for k in f.keys()}, f.metadata()  # noqa: SIM118 (a safe_open handle)
+    except SafetensorError as e:
+        raise ValueError(f"{src}: not a readable safetensors file ({e})") from e

@@ -17,12 +17,16 @@ import argparse
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from .model_folder import check_new_folder, copy_other_files
+from .model_folder import (
+    WEIGHTS,
+    check_new_folder,
+    copy_other_files,
+    read_weights,
+    weights_file,
+)
 
-WEIGHTS = "model.safetensors"
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
 
@@ -31,18 +35,9 @@ def store_dtype(model_dir: Path, out: Path, dtype: str = "bfloat16") -> tuple[in
     weights file."""
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
-    src = Path(model_dir) / WEIGHTS
-    if not src.is_file():
-        sharded = (Path(model_dir) / f"{WEIGHTS}.index.json").is_file()
-        raise FileNotFoundError(f"{model_dir}: no {WEIGHTS}" + (" (sharded checkpoints are not supported)" if sharded else
-                                                                  " (a saved TrajVLM folder is expected)"))
+    src = weights_file(model_dir)
     check_new_folder(model_dir, out)
-    try:
-        with safe_open(src, framework="pt") as f:
-            metadata = f.metadata()
-            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (a safe_open handle, not a dict)
-    except SafetensorError as e:
-        raise ValueError(f"{src}: not a readable safetensors file ({e})") from e
+    tensors, metadata = read_weights(src)
     target = DTYPES[dtype]
     cast = {k: (t.to(target) if t.is_floating_point() else t).contiguous() for k, t in tensors.items()}
     Path(out).mkdir(parents=True, exist_ok=True)

@@ -79,12 +79,12 @@ def touching_frames(onehot: torch.Tensor, area: torch.Tensor) -> torch.Tensor:
     and is never reported as touching.
     """
     B, t, h, w, K = onehot.shape
-    is_object = (area < 0.5 * h * w).to(onehot.dtype)  # (B,t,K)
-    objects = onehot * is_object[:, :, None, None, :]  # (B,t,h,w,K)
+    is_object = area < 0.5 * h * w  # (B,t,K)
+    objects = onehot * is_object[:, :, None, None, :].to(onehot.dtype)  # (B,t,h,w,K)
     others = (objects.sum(-1, keepdim=True) - objects) > 0  # (B,t,h,w,K) cell held by another object slot
     grown = F.max_pool2d(onehot.permute(0, 1, 4, 2, 3).reshape(B * t * K, 1, h, w), 3, stride=1, padding=1)
     grown = grown.reshape(B, t, K, h, w).permute(0, 1, 3, 4, 2) > 0  # (B,t,h,w,K) mask + one-cell ring
-    return (grown & others).flatten(2, 3).any(2) & (is_object > 0)  # (B,t,K)
+    return (grown & others).flatten(2, 3).any(2) & is_object  # (B,t,K)
 
 
 def chunk_stats(
