@@ -8,6 +8,7 @@ from trajvlm.chat import TrajVLMChat
 from trajvlm.model import TrajVLMForConditionalGeneration
 from trajvlm.testing import build_tiny_trajvlm, write_tiny_video
 from trajvlm.train import deepen
+from trajvlm.train.model_folder import SAVED
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +49,7 @@ def test_only_the_llm_changes_and_the_other_files_are_copied(folders):
             assert torch.equal(new[k], v), k
     assert len(new) > len(old)
     for f in (folders / "model").iterdir():
-        if f.is_file() and f.name not in deepen.WRITTEN:
+        if f.is_file() and f.name not in SAVED:
             assert (folders / "deep" / f.name).read_bytes() == f.read_bytes(), f.name
 
 

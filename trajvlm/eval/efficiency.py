@@ -293,7 +293,7 @@ class MetaFlopCounter:
             enc = self.encoder(min(k * chunks, tt.effective_track_memory), num_frames)
         else:
             enc = full * self.encoder(k, fpc) + (self.encoder(k, rest) if rest else 0)
-        return seg + enc + self.projector(num_tokens, tt.hidden_dim)
+        return seg + enc + self.projector(num_tokens, tt.token_dim)
 
     def patch_connector(self, num_frames: int, stride: int) -> int:
         """Pooling is not a matmul (0 FLOPs counted); the projector runs on the pooled patches (not newlines)."""

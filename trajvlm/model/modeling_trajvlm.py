@@ -116,7 +116,7 @@ class TrajVLMForConditionalGeneration(TrajVLMPreTrainedModel, GenerationMixin):
         self.vision_tower = VisionTower(config.vision_config, config.vision_feature_layer, model=vision_model)
         if config.connector == "trajtok":
             self.connector = TrajTok(config.trajtok_config)
-            width = config.trajtok_config.hidden_dim
+            width = config.trajtok_config.token_dim
         else:
             self.connector = PatchConnector(config.patch_pool_stride)
             width = config.vision_width
@@ -260,8 +260,10 @@ class TrajVLMForConditionalGeneration(TrajVLMPreTrainedModel, GenerationMixin):
             raise ValueError(f"enable_track_cache: the vision tower and segmenter must be frozen; trainable: {trainable[:3]}")
         if directory is not None:
             # the config without its bookkeeping fields ("dtype" is filled in by a save/load round trip and the
-            # weights' dtype is in the digest anyway), so stage 2 loading stage 1's checkpoint finds its tracks
-            config = {k: v for k, v in self.config.trajtok_config.to_dict().items() if k not in _CONFIG_BOOKKEEPING}
+            # weights' dtype is in the digest anyway), so stage 2 loading stage 1's checkpoint finds its tracks;
+            # nor the fields only the trajectory encoder reads (tracks are made before it)
+            config = {k: v for k, v in self.config.trajtok_config.to_dict().items()
+                      if k not in _CONFIG_BOOKKEEPING and k not in _ENCODER_ONLY_FIELDS}
             fingerprint = state_fingerprint(
                 self.vision_tower.state_dict(), self.connector.segmenter.state_dict(),
                 json.dumps(config, sort_keys=True, default=str), f"tracks-v{track_cache_module.TRACKS_VERSION}")
@@ -570,6 +572,8 @@ class TrajVLMForConditionalGeneration(TrajVLMPreTrainedModel, GenerationMixin):
 
 
 _CONFIG_BOOKKEEPING = ("transformers_version", "dtype", "torch_dtype", "_name_or_path", "architectures")
+# TrajTok fields that change the tokens but not the tracks (the track cache's fingerprint leaves them out)
+_ENCODER_ONLY_FIELDS = ("shape_dim",)
 
 
 def _short_list(keys: Sequence[str], limit: int = 10) -> str:

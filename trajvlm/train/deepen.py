@@ -21,10 +21,7 @@ from torch import nn
 
 from trajvlm.model import TrajVLMForConditionalGeneration
 
-from .model_folder import check_new_folder, copy_other_files
-
-# files save_pretrained writes; every other file of the model folder (tokenizer, processor configs) is copied
-WRITTEN = {"config.json", "generation_config.json", "model.safetensors"}
+from .model_folder import SAVED, check_new_folder, copy_other_files
 
 
 def deepen_llama(language_model: nn.Module, every: int) -> int:
@@ -70,7 +67,7 @@ def deepen_model(model_dir: Path, out: Path, every: int) -> tuple[int, int]:
     new = deepen_llama(model.language_model, every)
     model.config.text_config = model.language_model.config
     model.save_pretrained(out)
-    copy_other_files(model_dir, out, WRITTEN)
+    copy_other_files(model_dir, out, SAVED)
     return old, new
 
 

@@ -1,6 +1,6 @@
-"""Writing a new model folder derived from a saved one (deepen, replace_segmenter, store_dtype, average): never over
-an existing folder, every file the writer does not produce itself copied unchanged, and the saved weights read
-with an error that names the file."""
+"""Writing a new model folder derived from a saved one (deepen, add_shape_code, replace_segmenter, store_dtype,
+average): never over an existing folder, every file the writer does not produce itself copied unchanged, and the
+saved weights read with an error that names the file."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ import torch
 from safetensors import SafetensorError, safe_open
 
 WEIGHTS = "model.safetensors"
+# the files save_pretrained writes; a tool that re-saves a loaded model copies every other file of the folder
+SAVED = {"config.json", "generation_config.json", WEIGHTS}
 
 
 def check_new_folder(source: Path, out: Path) -> None:

@@ -73,6 +73,11 @@ class TrajTokConfig(PretrainedConfig):
             this many cells (in >= 2 frames) into one blob per object by following the pieces frame to frame
             (``trajtok.touching``): look-alike objects that touch in some frames. None = off (configs saved
             before this field existed).
+        shape_dim: S. With roi_size > 0, every token of a trajectory also carries an S-wide code of its box-aligned
+            features of its own (``TrajEncoder``), next to the D-wide latent, instead of those features only
+            entering the D-wide summary sum: tokens are D + S wide (``token_dim``). 0 = off (configs saved before
+            this field existed). ``python -m trajvlm.train.add_shape_code`` adds it to a trained model without
+            changing what it answers.
     """
 
     model_type = "trajtok"
@@ -105,6 +110,7 @@ class TrajTokConfig(PretrainedConfig):
         component_min_cells: int = 20,
         component_max_overlap: int = 1,
         component_min_piece: int | None = None,
+        shape_dim: int = 0,
         **kwargs,
     ):
         unknown = sorted(k for k in kwargs if k not in _HF_KEYS and not k.startswith("_"))
@@ -166,6 +172,15 @@ class TrajTokConfig(PretrainedConfig):
         self.component_max_overlap = _int_at_least("component_max_overlap", component_max_overlap, 0)
         self.component_min_piece = (
             None if component_min_piece is None else _int_at_least("component_min_piece", component_min_piece, 1))
+        self.shape_dim = _int_at_least("shape_dim", shape_dim, 0)
+        if shape_dim and not roi_size:
+            raise ValueError(f"TrajTokConfig: shape_dim={shape_dim} needs roi_size > 0 (the code is read from the "
+                             "box-aligned features)")
+
+    @property
+    def token_dim(self) -> int:
+        """Width of an emitted token: hidden_dim (D) + shape_dim (S)."""
+        return self.hidden_dim + self.shape_dim
 
     @property
     def effective_track_memory(self) -> int:

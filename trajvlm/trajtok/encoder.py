@@ -13,6 +13,11 @@ dropping a trajectory never changes another one's tokens.
   blocks        L  += CrossAttn(L -> [null; x_present]) with RoPE over time (latent i anchored at (i+.5)/q)
                 L  += SelfAttn(L) (q > 1), L += MLP(L)
   tokens        LN(L)                                                            (R,q,D)
+                [; LN(W_shape LN(box-aligned features)) on every token]          (R,q,D+S) (shape_dim S > 0)
+
+The shape code gives the box-aligned features a width of their own: in the summary sum they share D dimensions with
+appearance, timing and motion, and a probe reads look-alike objects' shapes from the RoI features far better than
+from the D-wide token (eval/results/default_model.md, session 13).
 """
 
 from __future__ import annotations
@@ -115,6 +120,9 @@ class TrajEncoder(nn.Module):
         if P2:  # box-aligned P x P features -> D (shape); LayerNorm per grid point keeps the scale of any backbone
             self.roi_norm = nn.LayerNorm(config.feature_dim)
             self.summary_roi = nn.Linear(P2 * config.feature_dim, D)
+        if config.shape_dim:  # the same features -> their own S-wide code on every token
+            self.shape_proj = nn.Linear(P2 * config.feature_dim, config.shape_dim)
+            self.shape_norm = nn.LayerNorm(config.shape_dim)
         self.latents = nn.Parameter(torch.randn(config.tokens_per_trajectory, D) * 0.02)
         self.null_kv = nn.Parameter(torch.randn(1, 1, D) * 0.02)
         q = config.tokens_per_trajectory
@@ -133,7 +141,7 @@ class TrajEncoder(nn.Module):
         roi: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """pooled (R,T,C), mass (R,T), area (R,T), boxes (R,T,4), grid_cells = h*w, roi (R,P*P,C) (required when
-        config.roi_size > 0) -> tokens (R,q,D)."""
+        config.roi_size > 0) -> tokens (R,q,D+S) (S = config.shape_dim, 0 = off)."""
         R, T, _ = pooled.shape
         cfg = self.config
         dt = pooled.dtype
@@ -150,7 +158,8 @@ class TrajEncoder(nn.Module):
         if cfg.roi_size:
             if roi is None:
                 raise ValueError("TrajEncoder: config.roi_size > 0 but no roi features were given")
-            summary = summary + self.summary_roi(self.roi_norm(roi).flatten(1))  # (R,D)
+            roi_in = self.roi_norm(roi).flatten(1)  # (R,P*P*C)
+            summary = summary + self.summary_roi(roi_in)  # (R,D)
 
         q = cfg.tokens_per_trajectory
         lat = self.latents.unsqueeze(0) + summary.unsqueeze(1)  # (R,q,D)
@@ -162,4 +171,8 @@ class TrajEncoder(nn.Module):
         key_mask = torch.cat([present.new_ones(R, 1), present], dim=1)  # (R,1+T)
         for blk in self.blocks:
             lat = blk(lat, keys, q_angles, k_angles, key_mask)
-        return self.out_norm(lat)  # (R,q,D)
+        tokens = self.out_norm(lat)  # (R,q,D)
+        if cfg.shape_dim:
+            shape = self.shape_norm(self.shape_proj(roi_in))  # (R,S)
+            tokens = torch.cat([tokens, shape.unsqueeze(1).expand(R, q, -1)], dim=-1)  # (R,q,D+S)
+        return tokens

@@ -3,7 +3,7 @@
 features (B,T,h,w,C) --chunks of frames_per_chunk--> TrajSegmenter (one pass per chunk) -> logits (B,t,h,w,K)
   -> [split_components: one slot per separate object, K' >= K] -> per-frame slot summaries (linking.chunk_stats)
   -> TrackBank links slots to global trajectory ids
-  -> after the last chunk: per-trajectory sequences (R,T,...) -> TrajEncoder -> (R,q,D)
+  -> after the last chunk: per-trajectory sequences (R,T,...) -> TrajEncoder -> (R,q,D+S)
   -> selection per video (min_area / max_trajectories / fixed_k) -> TrajTokOutput (ragged per video).
 """
 
@@ -34,7 +34,7 @@ class TrajTokInputError(ValueError):
 
 @dataclass
 class TrajTokOutput:
-    tokens: list[torch.Tensor]  # per video (N_b,q,D)
+    tokens: list[torch.Tensor]  # per video (N_b,q,D+S) (S = config.shape_dim)
     trajectory_ids: list[torch.Tensor]  # per video (N_b,) long global trajectory id of each row
     boxes: list[torch.Tensor]  # per video (N_b,T,4) (x0,y0,x1,y1) in [0,1], zeros where absent
     presence: list[torch.Tensor]  # per video (N_b,T) bool
@@ -179,7 +179,7 @@ class TrajTok(nn.Module):
         ids, area, boxes, counts = tracks.ids, tracks.area, tracks.boxes, tracks.counts
         T = tracks.pooled.shape[1]
         h, w = tracks.grid
-        tokens = self.encoder(tracks.pooled, tracks.mass, area, boxes, grid_cells=h * w, roi=tracks.roi)  # (R,q,D)
+        tokens = self.encoder(tracks.pooled, tracks.mass, area, boxes, grid_cells=h * w, roi=tracks.roi)  # (R,q,D+S)
 
         out_tokens, out_ids, out_boxes, out_presence, out_areas = [], [], [], [], []
         start = 0
