@@ -79,3 +79,22 @@ def test_bad_arguments_are_refused_and_nothing_is_written(folders, tmp_path):
     with pytest.raises(FileNotFoundError, match="other: no model.safetensors"):
         average.average_models([a, other], tmp_path / "x7")
     assert not any((tmp_path / f"x{i}").exists() for i in range(1, 8))
+
+
+def test_a_model_and_its_fine_tuned_child_average_despite_use_cache(folders, tmp_path):
+    """Training saves the LLM config with use_cache off: a runtime flag, not another model."""
+    a = folders / "a"
+    child = tmp_path / "child"
+    child.mkdir()
+    for f in a.iterdir():
+        if f.is_file():
+            (child / f.name).write_bytes(f.read_bytes())
+    cfg = json.loads((a / "config.json").read_text())
+    cfg["text_config"]["use_cache"] = not cfg["text_config"].get("use_cache", True)
+    (child / "config.json").write_text(json.dumps(cfg))
+    weights = {k: (v + 1 if v.is_floating_point() else v) for k, v in load_file(a / "model.safetensors").items()}
+    save_file(weights, child / "model.safetensors", metadata={"format": "pt"})
+    assert average.average_models([a, child], tmp_path / "mid") == sum(v.is_floating_point() for v in weights.values())
+    mid = load_file(tmp_path / "mid" / "model.safetensors")
+    k = next(k for k, v in weights.items() if v.is_floating_point())
+    torch.testing.assert_close(mid[k], load_file(a / "model.safetensors")[k] + 0.5)

@@ -5,10 +5,10 @@
 NEW/model.safetensors holds the element-wise mean of every floating-point tensor of the models (integer tensors
 must be equal and are kept); config.json and the tokenizer / processor files come from the first model (not the
 files of one training run, such as its connector-only checkpoint). The models must be the same architecture with
-the same config (apart from bookkeeping such as `_name_or_path`): every tensor name, shape and dtype must match, or
+the same config (apart from bookkeeping such as `_name_or_path` and `use_cache`): every tensor name, shape and dtype must match, or
 nothing is written. Averaging only makes sense for runs that started from the same
-weights (e.g. two stage-2 runs of one model on different question draws, which stay in one basin of the loss);
-check the result on held-out data. Used for the default model in session 13 (eval/results/default_model.md).
+weights (e.g. two stage-2 runs of one model on different question draws, which stay in one basin of the loss, or a
+fine-tuned model and the model it started from); check the result on held-out data. Used for the default model in session 13 (eval/results/default_model.md).
 """
 
 from __future__ import annotations
@@ -31,8 +31,9 @@ from .model_folder import (
 # files of a training run's output folder that belong to that one run (finetune_trajvlm.py writes them), not to the
 # average: not copied. Tokenizer, processor and generation configs are.
 RUN_FILES = {"connector.safetensors", "training_args.bin", "train_summary.json", "param_groups.json"}
-# config fields that say where a model came from, not what it is
-_BOOKKEEPING = {"_name_or_path", "transformers_version"}
+# config fields that say where a model came from or how it was last run, not what it is (training saves its
+# LLM with use_cache off, so a fine-tuned model and the model it started from differ there)
+_BOOKKEEPING = {"_name_or_path", "transformers_version", "use_cache"}
 
 
 def _config(model_dir: Path) -> dict:
