@@ -4,9 +4,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from trajvlm.chat import TrajVLMChat
 from trajvlm.model import TrajVLMForConditionalGeneration
-from trajvlm.testing import build_tiny_trajvlm, write_tiny_video
+from trajvlm.testing import build_tiny_trajvlm, tiny_video_answers
 from trajvlm.train import deepen
 from trajvlm.train.model_folder import SAVED
 
@@ -36,9 +35,7 @@ def test_deeper_model_computes_the_same(folders):
 
 
 def test_deeper_model_answers_a_video_question_the_same(folders, tmp_path):
-    video = write_tiny_video(tmp_path / "v.mp4", num_frames=8)
-    answers = [TrajVLMChat.from_pretrained(folders / d).ask(video, "What colour is the object?", max_new_tokens=6).text
-               for d in ("model", "deep")]
+    answers = tiny_video_answers([folders / "model", folders / "deep"], tmp_path)
     assert answers[0] == answers[1]
 
 

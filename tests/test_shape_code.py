@@ -6,9 +6,13 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForImageTextToText
 
-from trajvlm.chat import TrajVLMChat
 from trajvlm.model import TrajVLMProcessor
-from trajvlm.testing import build_tiny_trajvlm, make_tiny_video, tiny_trajtok_config, write_tiny_video
+from trajvlm.testing import (
+    build_tiny_trajvlm,
+    make_tiny_video,
+    tiny_trajtok_config,
+    tiny_video_answers,
+)
 from trajvlm.train import add_shape_code
 from trajvlm.train.model_folder import SAVED
 from trajvlm.trajtok import TrajTokConfig
@@ -93,9 +97,7 @@ def test_new_model_computes_the_same_and_has_the_code(folders):
 
 
 def test_new_model_answers_a_video_question_the_same(folders, tmp_path):
-    video = write_tiny_video(tmp_path / "v.mp4", num_frames=8)
-    answers = [TrajVLMChat.from_pretrained(folders / d).ask(video, "What shape is it?", max_new_tokens=6).text
-               for d in ("model", "shape")]
+    answers = tiny_video_answers([folders / "model", folders / "shape"], tmp_path, "What shape is it?")
     assert answers[0] == answers[1]
 
 

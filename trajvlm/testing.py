@@ -310,3 +310,13 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def tiny_video_answers(model_dirs, work_dir: str | os.PathLike, question: str = "What colour is the object?",
+                       max_new_tokens: int = 6) -> list[str]:
+    """Each saved model's greedy answer (TrajVLMChat) to one question about one tiny video written to `work_dir`:
+    what a model-folder tool that must not change the answers is checked with."""
+    from .chat import TrajVLMChat
+
+    video = write_tiny_video(Path(work_dir) / "v.mp4", num_frames=8)
+    return [TrajVLMChat.from_pretrained(d).ask(video, question, max_new_tokens=max_new_tokens).text for d in model_dirs]
