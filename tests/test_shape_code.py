@@ -158,3 +158,14 @@ def test_patch_connector_is_refused(tiny_patch_dir):
     model, _ = _load(tiny_patch_dir)
     with pytest.raises(ValueError, match="'patch' connector"):
         add_shape_code.add_shape_code(model, 8)
+
+
+def test_the_code_init_is_seeded_and_leaves_the_random_state_alone(folders):
+    codes = []
+    for seed in (0, 0, 1):
+        model, _ = _load(folders / "model")
+        state = torch.random.get_rng_state()
+        add_shape_code.add_shape_code(model, 8, seed=seed)
+        assert torch.equal(torch.random.get_rng_state(), state)
+        codes.append(model.connector.encoder.shape_proj.weight)
+    assert torch.equal(codes[0], codes[1]) and not torch.equal(codes[0], codes[2])

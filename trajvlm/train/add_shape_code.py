@@ -49,15 +49,17 @@ def add_shape_code(model: TrajVLMForConditionalGeneration, shape_dim: int, seed:
     if not old.roi_size:
         raise ValueError("add_shape_code: the model's TrajTok has roi_size 0 (no box-aligned features to code)")
     new = TrajTokConfig.from_dict({**old.to_dict(), "shape_dim": shape_dim})
-    torch.manual_seed(seed)
-    encoder = TrajEncoder(new).to(next(model.connector.encoder.parameters()).dtype)
+    with torch.random.fork_rng(devices=[]):  # a seeded init that leaves the caller's random state alone
+        torch.manual_seed(seed)
+        encoder = TrajEncoder(new).to(next(model.connector.encoder.parameters()).dtype)
+        projector_in = widen_input(model.projector.linear_1, shape_dim)  # (its init is overwritten, but draws)
     missing, unexpected = encoder.load_state_dict(model.connector.encoder.state_dict(), strict=False)
     if unexpected or any(not k.startswith("shape_") for k in missing):
         raise RuntimeError(f"add_shape_code: encoder weights do not line up (missing {missing}, unexpected {unexpected})")
     model.connector.encoder = encoder
     model.connector.config = new
     model.config.trajtok_config = new
-    model.projector.linear_1 = widen_input(model.projector.linear_1, shape_dim)
+    model.projector.linear_1 = projector_in
 
 
 def add_shape_code_folder(model_dir: Path, out: Path, shape_dim: int, seed: int = 0) -> int:
