@@ -19,25 +19,28 @@ import sys
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
-from trajvlm.train.model_folder import check_new_folder, copy_other_files
+from trajvlm.train.model_folder import (
+    WEIGHTS,
+    check_new_folder,
+    copy_other_files,
+    read_weights,
+    weights_file,
+)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from train_segmenter import load_segmenter  # noqa: E402
 
-WEIGHTS = "model.safetensors"
 SEGMENTER_PREFIX = "connector.segmenter."
 TOWER_PREFIX = "vision_tower.model."
 
 
 def replace_segmenter(model_dir: Path, segmenter_dir: Path, out: Path) -> int:
     """Write OUT = MODEL with SEG's segmenter; returns the number of tensors that changed value."""
-    weights_file = model_dir / WEIGHTS
-    if not weights_file.is_file():
-        raise FileNotFoundError(f"{model_dir}: no {WEIGHTS} (a single-file safetensors TrajVLM folder is expected)")
+    src = weights_file(model_dir)
     check_new_folder(model_dir, out)
-    weights = load_file(weights_file)
+    weights, _ = read_weights(src)
     backbone, trajtok = load_segmenter(segmenter_dir)
 
     tower = {k[len(TOWER_PREFIX):]: v for k, v in weights.items() if k.startswith(TOWER_PREFIX)}

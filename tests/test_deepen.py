@@ -5,7 +5,7 @@ import torch
 from safetensors.torch import load_file
 
 from trajvlm.model import TrajVLMForConditionalGeneration
-from trajvlm.testing import build_tiny_trajvlm, tiny_video_answers
+from trajvlm.testing import build_tiny_trajvlm, cut_short_model_copy, tiny_video_answers
 from trajvlm.train import deepen
 from trajvlm.train.model_folder import SAVED
 
@@ -62,4 +62,10 @@ def test_every_two_and_bad_arguments(folders, tmp_path):
         deepen.deepen_model(folders / "model", folders / "deep", every=1)
     with pytest.raises(FileNotFoundError, match="nowhere: no config.json"):
         deepen.deepen_model(tmp_path / "nowhere", tmp_path / "z", every=1)
-    assert not (tmp_path / "z").exists()
+    cut = cut_short_model_copy(folders / "model", tmp_path / "cut")
+    with pytest.raises(ValueError, match="cut/model.safetensors: not a readable safetensors file"):
+        deepen.deepen_model(cut, tmp_path / "c1", every=1)
+    (cut / "model.safetensors").unlink()
+    with pytest.raises(FileNotFoundError, match="cut: no model.safetensors"):
+        deepen.deepen_model(cut, tmp_path / "c2", every=1)
+    assert not any((tmp_path / d).exists() for d in ("z", "c1", "c2"))

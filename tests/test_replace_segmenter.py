@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file
 
 from trajvlm.model import TrajVLMForConditionalGeneration
-from trajvlm.testing import build_tiny_trajvlm, tiny_trajtok_config
+from trajvlm.testing import build_tiny_trajvlm, cut_short_model_copy, tiny_trajtok_config
 from trajvlm.trajtok import TrajTok
 
 from test_trajtok_train import load_script, write_folder
@@ -99,6 +99,10 @@ def test_replace_refuses_another_backbone_or_architecture(trained, tmp_path):
     with pytest.raises(FileNotFoundError, match="nowhere: no model.safetensors"):
         rep.replace_segmenter(tmp_path / "nowhere", root / "seg", tmp_path / "z")
     assert not (tmp_path / "z").exists()
+    cut = cut_short_model_copy(root / "model", tmp_path / "cut")
+    with pytest.raises(ValueError, match="cut/model.safetensors: not a readable safetensors file"):
+        rep.replace_segmenter(cut, root / "seg", tmp_path / "c")
+    assert not (tmp_path / "c").exists()
 
 
 def test_a_patch_connector_model_has_no_segmenter(tmp_path):

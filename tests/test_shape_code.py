@@ -9,6 +9,7 @@ from transformers import AutoModelForImageTextToText
 from trajvlm.model import TrajVLMProcessor
 from trajvlm.testing import (
     build_tiny_trajvlm,
+    cut_short_model_copy,
     make_tiny_video,
     tiny_trajtok_config,
     tiny_video_answers,
@@ -151,7 +152,13 @@ def test_refusals_write_nothing(folders, tmp_path):
         add_shape_code.add_shape_code_folder(folders / "model", folders / "shape", 8)
     with pytest.raises(FileNotFoundError, match="no config.json"):
         add_shape_code.add_shape_code_folder(tmp_path / "nowhere", tmp_path / "e", 8)
-    assert not any((tmp_path / x).exists() for x in "abcde")
+    cut = cut_short_model_copy(folders / "model", tmp_path / "cut")
+    with pytest.raises(ValueError, match="cut/model.safetensors: not a readable safetensors file"):
+        add_shape_code.add_shape_code_folder(cut, tmp_path / "f", 8)
+    (cut / "model.safetensors").unlink()
+    with pytest.raises(FileNotFoundError, match="cut: no model.safetensors"):
+        add_shape_code.add_shape_code_folder(cut, tmp_path / "g", 8)
+    assert not any((tmp_path / x).exists() for x in "abcdefg")
 
 
 def test_patch_connector_is_refused(tiny_patch_dir):

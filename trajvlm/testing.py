@@ -320,3 +320,15 @@ def tiny_video_answers(model_dirs, work_dir: str | os.PathLike, question: str = 
 
     video = write_tiny_video(Path(work_dir) / "v.mp4", num_frames=8)
     return [TrajVLMChat.from_pretrained(d).ask(video, question, max_new_tokens=max_new_tokens).text for d in model_dirs]
+
+
+def cut_short_model_copy(model_dir: str | os.PathLike, dest: str | os.PathLike, keep_bytes: int = 1000) -> Path:
+    """A copy of a saved model folder whose model.safetensors is cut to its first `keep_bytes` bytes (a corrupt
+    download): for checking that a tool reading it names the file in its error and writes nothing."""
+    import shutil
+
+    dest = Path(dest)
+    shutil.copytree(model_dir, dest)
+    weights = dest / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:keep_bytes])
+    return dest

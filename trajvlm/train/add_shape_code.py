@@ -23,7 +23,13 @@ from trajvlm.model import TrajVLMForConditionalGeneration
 from trajvlm.trajtok import TrajTokConfig
 from trajvlm.trajtok.encoder import TrajEncoder
 
-from .model_folder import SAVED, check_new_folder, copy_other_files
+from .model_folder import (
+    SAVED,
+    check_new_folder,
+    config_file,
+    copy_other_files,
+    load_model,
+)
 
 
 def widen_input(linear: nn.Linear, extra: int) -> nn.Linear:
@@ -64,10 +70,9 @@ def add_shape_code(model: TrajVLMForConditionalGeneration, shape_dim: int, seed:
 
 def add_shape_code_folder(model_dir: Path, out: Path, shape_dim: int, seed: int = 0) -> int:
     """Write OUT = MODEL with a shape code; returns the new token width."""
-    if not (Path(model_dir) / "config.json").is_file():
-        raise FileNotFoundError(f"{model_dir}: no config.json (a saved TrajVLM folder is expected)")
+    config_file(model_dir)
     check_new_folder(model_dir, out)
-    model = TrajVLMForConditionalGeneration.from_pretrained(model_dir)
+    model = load_model(model_dir)
     add_shape_code(model, shape_dim, seed)
     model.save_pretrained(out)
     copy_other_files(model_dir, out, SAVED)

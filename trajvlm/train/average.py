@@ -5,10 +5,11 @@
 NEW/model.safetensors holds the element-wise mean of every floating-point tensor of the models (integer tensors
 must be equal and are kept); config.json and the tokenizer / processor files come from the first model (not the
 files of one training run, such as its connector-only checkpoint). The models must be the same architecture with
-the same config (apart from bookkeeping such as `_name_or_path` and `use_cache`): every tensor name, shape and dtype must match, or
-nothing is written. Averaging only makes sense for runs that started from the same
-weights (e.g. two stage-2 runs of one model on different question draws, which stay in one basin of the loss, or a
-fine-tuned model and the model it started from); check the result on held-out data. Used for the default model in session 13 (eval/results/default_model.md).
+the same config (apart from bookkeeping such as `_name_or_path` and `use_cache`): every tensor name, shape and dtype
+must match, or nothing is written. Averaging only makes sense for runs that started from the same weights (e.g. two
+stage-2 runs of one model on different question draws, which stay in one basin of the loss, or a fine-tuned model and
+the model it started from); check the result on held-out data. Used for the default model in session 13
+(eval/results/default_model.md).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from safetensors.torch import save_file
 from .model_folder import (
     WEIGHTS,
     check_new_folder,
+    config_file,
     copy_other_files,
     read_weights,
     weights_file,
@@ -37,10 +39,7 @@ _BOOKKEEPING = {"_name_or_path", "transformers_version", "use_cache"}
 
 
 def _config(model_dir: Path) -> dict:
-    path = Path(model_dir) / "config.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{model_dir}: no config.json (a saved TrajVLM folder is expected)")
-    return _strip(json.loads(path.read_text()))
+    return _strip(json.loads(config_file(model_dir).read_text()))
 
 
 def _strip(obj):

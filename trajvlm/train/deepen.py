@@ -19,9 +19,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from trajvlm.model import TrajVLMForConditionalGeneration
-
-from .model_folder import SAVED, check_new_folder, copy_other_files
+from .model_folder import (
+    SAVED,
+    check_new_folder,
+    config_file,
+    copy_other_files,
+    load_model,
+)
 
 
 def deepen_llama(language_model: nn.Module, every: int) -> int:
@@ -59,10 +63,9 @@ def deepen_llama(language_model: nn.Module, every: int) -> int:
 
 def deepen_model(model_dir: Path, out: Path, every: int) -> tuple[int, int]:
     """Write OUT = MODEL with a deeper LLM; returns (old depth, new depth)."""
-    if not (Path(model_dir) / "config.json").is_file():
-        raise FileNotFoundError(f"{model_dir}: no config.json (a saved TrajVLM folder is expected)")
+    config_file(model_dir)
     check_new_folder(model_dir, out)
-    model = TrajVLMForConditionalGeneration.from_pretrained(model_dir)
+    model = load_model(model_dir)
     old = model.config.text_config.num_hidden_layers
     new = deepen_llama(model.language_model, every)
     model.config.text_config = model.language_model.config

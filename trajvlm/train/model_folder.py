@@ -31,6 +31,14 @@ def copy_other_files(source: Path, out: Path, written: set[str]) -> None:
             shutil.copy2(f, Path(out) / f.name)
 
 
+def config_file(model_dir: Path) -> Path:
+    """MODEL_DIR/config.json; FileNotFoundError naming the folder if it is absent."""
+    path = Path(model_dir) / "config.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{model_dir}: no config.json (a saved TrajVLM folder is expected)")
+    return path
+
+
 def weights_file(model_dir: Path) -> Path:
     """MODEL_DIR/model.safetensors; FileNotFoundError (naming the folder, and a sharded checkpoint) if it is absent."""
     src = Path(model_dir) / WEIGHTS
@@ -47,4 +55,20 @@ def read_weights(src: Path) -> tuple[dict[str, torch.Tensor], dict | None]:
         with safe_open(src, framework="pt") as f:
             return {k: f.get_tensor(k) for k in f.keys()}, f.metadata()  # noqa: SIM118 (a safe_open handle)
     except SafetensorError as e:
-        raise ValueError(f"{src}: not a readable safetensors file ({e})") from e
+        raise _unreadable(src, e) from e
+
+
+def load_model(model_dir: Path):
+    """TrajVLMForConditionalGeneration.from_pretrained(MODEL_DIR), with a missing or unreadable model.safetensors
+    reported as weights_file / read_weights do (naming the file) instead of safetensors' bare message."""
+    from trajvlm.model import TrajVLMForConditionalGeneration
+
+    src = weights_file(model_dir)
+    try:
+        return TrajVLMForConditionalGeneration.from_pretrained(model_dir)
+    except SafetensorError as e:
+        raise _unreadable(src, e) from e
+
+
+def _unreadable(src: Path, error: Exception) -> ValueError:
+    return ValueError(f"{src}: not a readable safetensors file ({error})")
