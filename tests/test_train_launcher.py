@@ -6,7 +6,7 @@ videos. Five launcher runs (each 15-25 s on an idle machine):
 2. finetune, 2 processes, ZeRO-3, per-module LRs, checkpoints every 2 steps;
 3. the same command again after removing the last checkpoint: auto-resume gives the same losses;
    then zero_to_fp32 of the checkpoint == the saved model, from_pretrained + generate;
-4. finetune with LoRA, 1 process, ZeRO-2: merged model loads;
+4. finetune with LoRA and the option loss, 1 process, ZeRO-2: merged model loads;
 5. too many corrupt videos: the run stops with TooManyBadSamplesError.
 """
 
@@ -204,11 +204,15 @@ def test_finetune_zero3_two_procs_resume_consolidate_generate(work, stage1):
 
 def test_finetune_lora_zero2_one_proc(work, stage1):
     out = work / "stage2_lora"
-    args = _finetune_args(work, stage1, out, "--lora_enable", "True", "--lora_r", "4", "--lora_alpha", "8")
+    args = _finetune_args(work, stage1, out, "--lora_enable", "True", "--lora_r", "4", "--lora_alpha", "8",
+                          "--option_loss_weight", "1.0")
     args[args.index("--deepspeed") + 1] = str(REPO / "scripts" / "zero2.json")
     args[args.index("--max_steps") + 1] = "2"
     args[args.index("--save_steps") + 1] = "100"
     check(launch("finetune_trajvlm.py", args))  # launcher run 4
+    # the option loss (the QA answers are option letters) is part of every step's loss
+    logged = [h for h in summary(out)["log_history"] if "loss" in h]
+    assert len(logged) == 2 and all(0 < h["option_loss"] < h["loss"] for h in logged)
     groups = json.loads((out / "param_groups.json").read_text())
     llm_groups = [g for g in groups["groups"] if g["name"].startswith("llm/")]
     assert llm_groups and all(g["lr"] == 2e-4 for g in llm_groups)

@@ -10,6 +10,8 @@
                     (T_v,3,S,S) tensors; None when the batch holds no video. V counts the videos of all samples
                     in batch order, one per `<video>` placeholder (text-only samples contribute none).
     video_masks / video_graphs  (only when some video has sidecars) lists of V entries, (T,H,W) / (N,T) long or None
+    option_ids      (B,L,K) long (only when some sample has option targets), IGNORE_INDEX where none; for the
+                    trainer's option loss, not a model input (a META_KEY)
     + bookkeeping (META_KEYS, not model inputs; pop them with `pop_batch_meta` before `model(**batch)`):
     num_samples (int, kept), num_skipped (int), skipped (list of {index,id,path,reason,source}),
     sample_ids (list of B str), video_sample_index ((V,) long: the batch row of each video)
@@ -33,7 +35,7 @@ from trajvlm.data.dataset import SkippedSample
 logger = logging.getLogger(__name__)
 
 IGNORE_INDEX = -100
-META_KEYS = ("num_samples", "num_skipped", "skipped", "sample_ids", "video_sample_index")
+META_KEYS = ("num_samples", "num_skipped", "skipped", "sample_ids", "video_sample_index", "option_ids")
 
 
 def _pad(seqs: list[torch.Tensor], value: int, side: str) -> torch.Tensor:
@@ -96,6 +98,9 @@ class VideoTextCollator:
             graphs.extend(f.get("video_graphs") or [None] * n)
             rows.extend([row] * n)
         batch["pixel_values_videos"] = _stack_or_list(videos) if videos else None
+        options = [f.get("option_ids") for f in kept]
+        if any(o is not None for o in options):
+            batch["option_ids"] = self._pad_options(options, [f["input_ids"].shape[0] for f in kept])  # (B,L,K)
         if any(m is not None for m in masks):
             batch["video_masks"] = masks  # V x (T,H,W) long | None
             batch["video_graphs"] = graphs  # V x (N,T) long | None
@@ -105,6 +110,18 @@ class VideoTextCollator:
         batch["sample_ids"] = [f.get("sample_id") for f in kept]
         batch["video_sample_index"] = torch.tensor(rows, dtype=torch.long)  # (V,)
         return batch
+
+
+    def _pad_options(self, options: list[torch.Tensor | None], lengths: list[int]) -> torch.Tensor:
+        """B x ((L_i,K_i) | None) -> (B, max L_i, max K_i), padded like the labels."""
+        length, k = max(lengths), max(o.shape[1] for o in options if o is not None)
+        out = torch.full((len(options), length, k), self.ignore_index, dtype=torch.long)
+        for i, (o, n) in enumerate(zip(options, lengths)):
+            if o is None:
+                continue
+            rows = slice(length - n, length) if self.padding_side == "left" else slice(0, n)
+            out[i, rows, : o.shape[1]] = o
+        return out
 
 
 def pop_batch_meta(batch: dict[str, Any]) -> dict[str, Any]:

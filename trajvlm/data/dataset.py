@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from trajvlm.data.mixture import DataFormatError, DataSource, load_sources
+from trajvlm.data.options import option_conversations, option_targets
 from trajvlm.data.sidecars import SidecarError, load_sidecars, validate_policy
 from trajvlm.video import VideoDecodeError, load_video
 
@@ -92,6 +93,8 @@ class VideoDataConfig:
     visual_tokens_per_frame: int = 16
     visual_token_budget: int | None = None
     chars_per_token: float = 4.0
+    # per answer token, the tokens that continue a listed option (`options.option_targets`; the option loss)
+    option_targets: bool = False
 
     def __post_init__(self):
         validate_policy(self.sidecars)
@@ -290,6 +293,7 @@ class LazyVideoTextDataset(torch.utils.data.Dataset):
         input_ids (L,) long, labels (L,) long, attention_mask (L,) long,
         pixel_values_videos: list of V tensors (T,3,S,S) (empty for text-only),
         video_masks / video_graphs: list of V entries, (T,H,W) / (N,T) long or None,
+        option_ids: (L,K) long (`options.option_targets`) with `config.option_targets`, else None,
         sample_id: str, index: int
     """
 
@@ -323,6 +327,16 @@ class LazyVideoTextDataset(torch.utils.data.Dataset):
                 if problem is not None:  # `where` is only formatted on failure: this loop sees every record
                     raise DataFormatError(f"{self._where(s, j, rec)}: {problem}")
         self._lengths: list[int] | None = None
+        if self.config.option_targets:
+            self.num_option_samples = sum(
+                option_conversations(rec) is not None for s in sources for rec in s.records
+            )
+            if self.num_option_samples == 0:
+                raise DataFormatError(
+                    f"{self.data_path}: option targets asked for (the option loss) but no record is a multiple-choice "
+                    "question answered by its option's text or letter (see trajvlm.data.options)"
+                )
+            logger.info("option targets for %d of %d samples", self.num_option_samples, len(self))
 
     # -- indexing helpers
 
@@ -399,6 +413,10 @@ class LazyVideoTextDataset(torch.utils.data.Dataset):
             mask = out.get("attention_mask") if hasattr(out, "get") else None
             attention_mask = torch.ones_like(input_ids) if mask is None else _as_1d_long(mask, "attention_mask")
             pixel_values = _as_video_list(out.get("pixel_values_videos") if hasattr(out, "get") else None)
+            options = None
+            if self.config.option_targets:
+                options = option_targets(self.processor, record, labels, num_videos=len(videos),
+                                         max_length=self.config.max_length)  # (L,K) or None
         except Exception as e:
             e.add_note(f"while processing {self._where(source, j, record)}")
             raise
@@ -418,6 +436,7 @@ class LazyVideoTextDataset(torch.utils.data.Dataset):
             "pixel_values_videos": pixel_values,
             "video_masks": [None if s is None else torch.from_numpy(s.masks) for s in sidecars],  # (T,H,W) long
             "video_graphs": [None if s is None else torch.from_numpy(s.graph) for s in sidecars],  # (N,T) long
+            "option_ids": options,  # (L,K) long or None
             "sample_id": sid,
             "index": index,
         }

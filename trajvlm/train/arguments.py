@@ -122,6 +122,12 @@ class TrajVLMTrainingArguments(TrainingArguments):
     seg_loss_weight: float = field(
         default=1.0, metadata={"help": "Weight of the segmentation loss (applied when the batch carries masks)."}
     )
+    option_loss_weight: float = field(
+        default=0.0,
+        metadata={"help": "Weight of the option loss (trajvlm.train.option_loss): -log of the probability the answer "
+                  "stays among the listed options, on multiple-choice samples answered by an option's text or letter. "
+                  "0 = off."},
+    )
     model_max_length: int = field(default=2048, metadata={"help": "Text tokens per sample (longer ones are cut)."})
     auto_resume: bool = field(
         default=True, metadata={"help": "Resume from the latest checkpoint-* in --output_dir when there is one."}
@@ -141,6 +147,8 @@ class TrajVLMTrainingArguments(TrainingArguments):
             raise ValueError(f"--stage must be one of {STAGES}, got {self.stage!r}")
         if self.seg_loss_weight < 0:
             raise ValueError(f"--seg_loss_weight must be >= 0, got {self.seg_loss_weight}")
+        if self.option_loss_weight < 0:
+            raise ValueError(f"--option_loss_weight must be >= 0, got {self.option_loss_weight}")
         if self.max_train_minutes is not None and not self.max_train_minutes > 0:
             raise ValueError(f"--max_train_minutes must be > 0, got {self.max_train_minutes}")
         super().__post_init__()

@@ -316,6 +316,7 @@ def build_data(processor, data_args: DataArguments, training_args: TrajVLMTraini
         sidecars="auto" if data_args.use_masks else "ignore",
         video_token=processor.video_token,
         seed=training_args.seed,
+        option_targets=training_args.option_loss_weight > 0,
     )
     dataset = LazyVideoTextDataset(data_args.data_path, processor, config, video_folder=data_args.video_folder)
     collator = VideoTextCollator.from_tokenizer(processor.tokenizer)

@@ -16,6 +16,7 @@ from transformers import Trainer, TrainerCallback
 
 from trajvlm.data.collate import pop_batch_meta
 
+from trajvlm.train.option_loss import option_loss
 from trajvlm.train.stages import build_param_groups, trainable_counts
 
 PARAM_GROUPS_FILE = "param_groups.json"
@@ -28,7 +29,9 @@ class TrajVLMTrainer(Trainer):
     - ``create_optimizer``: one group per (vision / connector / llm) x (decay / no decay) with
       ``--vision_lr`` / ``--connector_lr`` / ``--learning_rate``; the groups are written to
       ``<output_dir>/param_groups.json`` (name, lr, weight decay, parameter count) on rank 0.
-    - ``compute_loss``: logs the language-model and segmentation parts when the model returns them.
+    - ``compute_loss``: logs the language-model and segmentation parts when the model returns them; with
+      ``--option_loss_weight`` > 0 adds that times the option loss (`trajvlm.train.option_loss`) of the batch's
+      multiple-choice answers and logs it as ``option_loss``.
     """
 
     def __init__(self, *args, bad_sample_tracker=None, **kwargs):
@@ -90,11 +93,25 @@ class TrajVLMTrainer(Trainer):
             loss, outputs = super().compute_loss(
                 model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch
             )
+            loss = self._add_option_loss(loss, outputs, inputs, meta.get("option_ids"))
         for key in ("lm_loss", "seg_loss"):
             value = outputs.get(key) if hasattr(outputs, "get") else getattr(outputs, key, None)
             if value is not None:
                 self._loss_parts.setdefault(key, []).append(float(value.detach().float().mean()))
         return (loss, outputs) if return_outputs else loss
+
+    def _add_option_loss(self, loss, outputs, inputs, option_ids):
+        weight = float(getattr(self.args, "option_loss_weight", 0.0) or 0.0)
+        if weight == 0 or option_ids is None:
+            return loss
+        spliced = outputs.get("labels") if hasattr(outputs, "get") else getattr(outputs, "labels", None)
+        if spliced is None:
+            raise ValueError("--option_loss_weight needs the model's spliced labels in its output (TrajVLM returns them)")
+        term = option_loss(outputs["logits"], spliced, inputs["labels"], option_ids.to(loss.device))
+        if term is None:
+            return loss
+        self._loss_parts.setdefault("option_loss", []).append(float(term.detach()))
+        return loss + weight * term
 
     def _empty_batch_loss(self, model):
         """Every sample of this rank's micro-batch was skipped (unreadable video).
