@@ -20,8 +20,9 @@ OPTIONS = ["A. red circle", "B. red square", "C. blue square", "D. green star"]
 
 def mc_record(answer_value: str = "red square", answer: str = "B", options=OPTIONS, **extra) -> dict:
     question = "<video>\nWhich of these objects appears first?\n" + "\n".join(options)
-    return {"id": "q", "video": "v.mp4", "options": list(options), "answer": answer,
-            "conversations": [{"from": "human", "value": question}, {"from": "gpt", "value": answer_value}], **extra}
+    record = {"id": "q", "video": "v.mp4", "options": list(options), "answer": answer,
+              "conversations": [{"from": "human", "value": question}, {"from": "gpt", "value": answer_value}]}
+    return {**record, **extra}
 
 
 @pytest.fixture(scope="module")
@@ -133,6 +134,15 @@ def test_dataset_and_collator_carry_targets(tiny, tmp_path):
         meta = pop_batch_meta(batch)
         assert "option_ids" in meta and "option_ids" not in batch
     assert "option_ids" not in VideoTextCollator(pad_token_id=0)([cap])
+
+
+def test_dataset_names_a_record_with_a_malformed_option(tiny, tmp_path):
+    _, processor = tiny
+    bad = mc_record(options=["A. red circle", "B. red square", "C blue square", "D. green star"], id="bad7")
+    path = _write_data(tmp_path, [mc_record(), bad])
+    with pytest.raises(DataFormatError, match=r"sample #1 \(id='bad7'\).*'C blue square'"):
+        LazyVideoTextDataset(path, processor, VideoDataConfig(max_frames=4, option_targets=True))
+    LazyVideoTextDataset(path, processor, VideoDataConfig(max_frames=4))  # without the option loss it is not read
 
 
 def test_dataset_without_any_multiple_choice_record_refuses(tiny, tmp_path):

@@ -328,9 +328,13 @@ class LazyVideoTextDataset(torch.utils.data.Dataset):
                     raise DataFormatError(f"{self._where(s, j, rec)}: {problem}")
         self._lengths: list[int] | None = None
         if self.config.option_targets:
-            self.num_option_samples = sum(
-                option_conversations(rec) is not None for s in sources for rec in s.records
-            )
+            self.num_option_samples = 0
+            for s in sources:
+                for j, rec in enumerate(s.records):
+                    try:
+                        self.num_option_samples += option_conversations(rec) is not None
+                    except ValueError as e:  # a malformed option line
+                        raise DataFormatError(f"{self._where(s, j, rec)}: {e}") from e
             if self.num_option_samples == 0:
                 raise DataFormatError(
                     f"{self.data_path}: option targets asked for (the option loss) but no record is a multiple-choice "
