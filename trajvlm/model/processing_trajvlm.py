@@ -52,6 +52,18 @@ def _is_video(x) -> bool:
     return isinstance(x, (str, os.PathLike, torch.Tensor)) or hasattr(x, "frames") or hasattr(x, "__array__")
 
 
+def question_first(msgs: list[Message], video_token: str) -> list[Message]:
+    """The first user message holding `video_token` with its text (placeholders removed) also in front:
+    "<video>\nQ" -> "Q\n<video>\nQ". Other messages, and a message with no text besides the video, unchanged."""
+    out = list(msgs)
+    k = next((i for i, m in enumerate(out) if m.role == "user" and video_token in m.content), None)
+    if k is not None:
+        text = out[k].content.replace(video_token, "").strip()
+        if text:
+            out[k] = Message("user", f"{text}\n{out[k].content}")
+    return out
+
+
 class TrajVLMProcessor:
     """Tokenizer + :class:`TrajVLMVideoProcessor` + a chat template.
 
@@ -61,6 +73,9 @@ class TrajVLMProcessor:
         chat_template: "llama3" | "llama2" | "vicuna_v1" | "plain".
         num_frames / fps: sampling used when a video is given as a path.
         system_prompt: overrides the template's default system prompt (None = template default).
+        question_before_video: the text of the user turn that holds the video is also put in front of the video
+            ("<video>\nQ" is rendered "Q\n<video>\nQ"), so the video's tokens can attend to the question (and its
+            options) in a causal LLM. A property of how the model was trained: saved with the processor.
     """
 
     def __init__(
@@ -73,6 +88,7 @@ class TrajVLMProcessor:
         num_frames: int = 16,
         fps: float | None = None,
         system_prompt: str | None = None,
+        question_before_video: bool = False,
     ):
         if not getattr(tokenizer, "is_fast", False):
             raise ProcessorError(f"TrajVLMProcessor needs a tokenizers-backed tokenizer, got {type(tokenizer).__name__}")
@@ -83,6 +99,7 @@ class TrajVLMProcessor:
         self.num_frames = num_frames
         self.fps = fps
         self.system_prompt = system_prompt
+        self.question_before_video = bool(question_before_video)
         self.video_token_id = self._single_token_id(video_token, "video placeholder")
         for tok in self.template.special_tokens:
             self._single_token_id(tok, f"{self.template.name} template token")
@@ -129,6 +146,8 @@ class TrajVLMProcessor:
                 raise VideoPlaceholderError(
                     f"the conversation has {n_ph} {self.video_token!r} placeholder(s) but {num_videos} video(s) were given"
                 )
+        if self.question_before_video:
+            msgs = question_first(msgs, self.video_token)
         return self.template.render(
             msgs,
             bos=self.tokenizer.bos_token or "",
@@ -312,6 +331,7 @@ class TrajVLMProcessor:
             "num_frames": self.num_frames,
             "fps": self.fps,
             "system_prompt": self.system_prompt,
+            "question_before_video": self.question_before_video,
         }
 
     def save_pretrained(self, directory: str | os.PathLike) -> None:

@@ -96,6 +96,12 @@ class DataArguments:
         default=None, metadata={"help": "Root the `video` paths of the JSON are relative to."}
     )
     num_frames: int = field(default=16, metadata={"help": "Frames sampled per video (uniform)."})
+    question_before_video: bool | None = field(
+        default=None,
+        metadata={"help": "Also put the text of the user turn with the video in front of the video (\"Q\\n<video>\\nQ\"); "
+                  "saved with the processor, so inference does the same. Default: as the loaded model's processor "
+                  "(off for a new one)."},
+    )
     video_fps: float | None = field(default=None, metadata={"help": "Cap on the sampling rate (frames/s)."})
     use_masks: bool = field(
         default=True, metadata={"help": "Read *_mask.npz / *_graph.npz sidecars when present (segmentation loss)."}

@@ -166,6 +166,8 @@ def _build_model(model_args: ModelArguments, data_args: DataArguments, training_
             attn_implementation=model_args.attn_implementation,
             **kwargs,
         )
+    if data_args.question_before_video is not None:
+        processor.question_before_video = bool(data_args.question_before_video)
     if model_args.init_trajtok:
         init_trajtok_from(model, model_args.init_trajtok)
     if model_args.pretrain_connector:
