@@ -321,20 +321,19 @@ class LazyVideoTextDataset(torch.utils.data.Dataset):
         if self._offsets[-1] == 0:
             raise DataFormatError(f"{self.data_path}: no samples (after mixture sampling)")
         token = self.config.video_token
+        self.num_option_samples = 0  # records with option targets (counted with config.option_targets only)
         for s in sources:
             for j, rec in enumerate(s.records):
                 problem = record_problem(rec, token)
+                if problem is None and self.config.option_targets:
+                    try:
+                        self.num_option_samples += option_conversations(rec) is not None
+                    except ValueError as e:  # a malformed option line
+                        problem = str(e)
                 if problem is not None:  # `where` is only formatted on failure: this loop sees every record
                     raise DataFormatError(f"{self._where(s, j, rec)}: {problem}")
         self._lengths: list[int] | None = None
         if self.config.option_targets:
-            self.num_option_samples = 0
-            for s in sources:
-                for j, rec in enumerate(s.records):
-                    try:
-                        self.num_option_samples += option_conversations(rec) is not None
-                    except ValueError as e:  # a malformed option line
-                        raise DataFormatError(f"{self._where(s, j, rec)}: {e}") from e
             if self.num_option_samples == 0:
                 raise DataFormatError(
                     f"{self.data_path}: option targets asked for (the option loss) but no record is a multiple-choice "

@@ -27,15 +27,15 @@ def option_conversations(record: dict) -> list[list[dict]] | None:
     if not turns or turns[-1].get("from") != "gpt" or sum(t.get("from") == "gpt" for t in turns) != 1:
         return None
     texts = [option_text(o) for o in options]
-    value, right = turns[-1]["value"], LETTERS.index(answer)
-    if value.strip() == texts[right]:
+    value = turns[-1]["value"]
+    said = value.strip()
+    if said == texts[LETTERS.index(answer)]:
         fills = texts
-    elif value.strip() == answer:
+    elif said == answer:
         fills = list(LETTERS[: len(options)])
     else:
         return None
-    old = value.strip()
-    head, tail = value[: value.index(old)], value[value.index(old) + len(old):]
+    head, _, tail = value.partition(said)
     return [[*turns[:-1], {"from": "gpt", "value": f"{head}{fill}{tail}"}] for fill in fills]
 
 

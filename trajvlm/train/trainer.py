@@ -23,6 +23,11 @@ PARAM_GROUPS_FILE = "param_groups.json"
 BAD_SAMPLES_FILE = "bad_samples.json"  # tracker state, inside every checkpoint-* folder
 
 
+def _output(outputs, key: str):
+    """A field of the model's output (a ModelOutput, a dict or an object with attributes); None when absent."""
+    return outputs.get(key) if hasattr(outputs, "get") else getattr(outputs, key, None)
+
+
 class TrajVLMTrainer(Trainer):
     """HF Trainer for both stages.
 
@@ -95,7 +100,7 @@ class TrajVLMTrainer(Trainer):
             )
             loss = self._add_option_loss(loss, outputs, inputs, meta.get("option_ids"))
         for key in ("lm_loss", "seg_loss"):
-            value = outputs.get(key) if hasattr(outputs, "get") else getattr(outputs, key, None)
+            value = _output(outputs, key)
             if value is not None:
                 self._loss_parts.setdefault(key, []).append(float(value.detach().float().mean()))
         return (loss, outputs) if return_outputs else loss
@@ -104,10 +109,10 @@ class TrajVLMTrainer(Trainer):
         weight = float(getattr(self.args, "option_loss_weight", 0.0) or 0.0)
         if weight == 0 or option_ids is None:
             return loss
-        spliced = outputs.get("labels") if hasattr(outputs, "get") else getattr(outputs, "labels", None)
+        spliced = _output(outputs, "labels")
         if spliced is None:
             raise ValueError("--option_loss_weight needs the model's spliced labels in its output (TrajVLM returns them)")
-        term = option_loss(outputs["logits"], spliced, inputs["labels"], option_ids.to(loss.device))
+        term = option_loss(_output(outputs, "logits"), spliced, inputs["labels"], option_ids.to(loss.device))
         if term is None:
             return loss
         self._loss_parts.setdefault("option_loss", []).append(float(term.detach()))
@@ -126,7 +131,7 @@ class TrajVLMTrainer(Trainer):
             "attention_mask": torch.ones((1, 1), dtype=torch.long, device=device),
         }
         outputs = model(**dummy)
-        logits = outputs["logits"] if hasattr(outputs, "__getitem__") else outputs.logits
+        logits = _output(outputs, "logits")
         return logits.float().sum() * 0.0, outputs
 
     def _track_bad_samples(self, meta: dict) -> None:
