@@ -149,6 +149,7 @@ def question_record(q, answer: str = "text_letter") -> dict:
 
 _EXTRA_QA_STREAM = 8  # numpy seed stream of the extra question draws (the dataset's streams are 0-2, the warm-up's 7)
 _FOCUS_QA_STREAM = 9  # the same for draws restricted to some categories (extra_mcq_records(categories=...))
+_LOOKALIKE_QA_STREAM = 10  # the same for the look-alike questions (lookalike_records)
 
 
 def question_categories(names: Sequence[str]) -> tuple[str, ...]:
@@ -172,23 +173,48 @@ def extra_mcq_records(data_dir: str | os.PathLike, split: str = "train", *, copi
     random streams (ids ``<video>_f<copy>q<k>``), so a focused draw never repeats an unfocused one -- more practice
     on a weak category (temporal order) without more of the others.
     """
-    import numpy as np
-
     from ..data.synthetic.questions import make_questions
 
     if categories is not None:
         categories = question_categories(categories)
-    scenes = load_scenes(data_dir, split, copies=copies)
     cfg = generator_config(data_dir)
     count_range = (cfg.min_objects, cfg.max_objects)
     stream, tag = (_EXTRA_QA_STREAM, "x") if categories is None else (_FOCUS_QA_STREAM, "f")
+
+    def draw(scene, rng):
+        return [(k, q) for k, q in enumerate(make_questions(scene, rng, count_range=count_range))
+                if categories is None or q.category in categories]
+
+    return _drawn_records(data_dir, split, draw, copies=copies, seed=seed, answer=answer, stream=stream, tag=tag)
+
+
+def lookalike_records(data_dir: str | os.PathLike, split: str = "train", *, copies: int = 1, seed: int = 0,
+                      answer: str = "text_letter") -> list[dict]:
+    """``copies`` draws per video of the split of ``questions.lookalike_questions``: the direction of every object
+    that shares its colour with another one, and "which of these appears first/last" with its same-colour
+    neighbour listed (ids ``<video>_l<copy>q<k>``, their own random stream). Videos without a shared colour give
+    none. Practice on the conjunction of colour and shape, which the shipped model answers at chance on val
+    (eval/results/default_model.md, session 16)."""
+    from ..data.synthetic.questions import lookalike_questions
+
+    return _drawn_records(data_dir, split, lambda scene, rng: list(enumerate(lookalike_questions(scene, rng))),
+                          copies=copies, seed=seed, answer=answer, stream=_LOOKALIKE_QA_STREAM, tag="l")
+
+
+def _drawn_records(data_dir, split: str, draw, *, copies: int, seed: int, answer: str, stream: int,
+                   tag: str) -> list[dict]:
+    """QA records of ``draw(scene, rng) -> [(k, Question)]`` for ``copies`` draws per video of the split, each draw
+    from its own stream ``[generator seed, stream, seed, video index, copy]``; ids ``<video>_<tag><copy>q<k>``."""
+    import numpy as np
+
+    scenes = load_scenes(data_dir, split, copies=copies)
+    cfg = generator_config(data_dir)
     out = []
     for i, (d, scene) in enumerate(scenes):
         for c in range(copies):
             rng = np.random.default_rng([cfg.seed, stream, seed, i, c])
-            for k, q in enumerate(make_questions(scene, rng, count_range=count_range)):
-                if categories is None or q.category in categories:
-                    out.append({"id": f"{d['id']}_{tag}{c}q{k}", "video": d["video"], **question_record(q, answer)})
+            for k, q in draw(scene, rng):
+                out.append({"id": f"{d['id']}_{tag}{c}q{k}", "video": d["video"], **question_record(q, answer)})
     return out
 
 
@@ -202,10 +228,10 @@ def mcq_records(data_dir: str | os.PathLike, split: str = "train", *, answer: st
 
 def sft_records(data_dir: str | os.PathLike, split: str = "train", *, lookups: int = 0, open_qa: int = 0,
                 extra_qa: int = 0, focus_qa: int = 0, focus_categories: Sequence[str] = ("temporal_order",),
-                captions: bool = True, answer: str = "text_letter", seed: int = 0) -> list[dict]:
+                lookalike_qa: int = 0, captions: bool = True, answer: str = "text_letter", seed: int = 0) -> list[dict]:
     """Stage-2 data of the default model: every QA record of the split (``mcq_records``), ``extra_qa`` more
     question sets per video (``extra_mcq_records``), ``focus_qa`` more draws of only the ``focus_categories``
-    questions, every caption record (``captions``), ``open_qa`` copies of the dense open-question records
+    questions, ``lookalike_qa`` draws of the look-alike questions (``lookalike_records``), every caption record (``captions``), ``open_qa`` copies of the dense open-question records
     (``open_qa_records``, multi-turn) and ``lookups`` text-only option lookups (trajvlm.train.text_warmup: they
     keep the letter binding the LLM learned in its text warm-up), shuffled; all but the open-question records are
     single-turn (as in evaluation)."""
@@ -219,6 +245,8 @@ def sft_records(data_dir: str | os.PathLike, split: str = "train", *, lookups: i
     if focus_qa:
         records += extra_mcq_records(data_dir, split, copies=focus_qa, seed=seed, answer=answer,
                                      categories=focus_categories)
+    if lookalike_qa:
+        records += lookalike_records(data_dir, split, copies=lookalike_qa, seed=seed, answer=answer)
     if captions:
         records += json.loads(Path(data_dir, f"{split}_captions.json").read_text())
     if open_qa:
@@ -274,6 +302,9 @@ def main(argv: list[str] | None = None) -> int:
                         "(extra_mcq_records(categories=...)): practice on a weak category")
     p.add_argument("--stage2-focus-categories", default="temporal_order",
                    help="comma-separated question categories of the --stage2-focus-qa draws")
+    p.add_argument("--stage2-lookalike-qa", type=int, default=0,
+                   help="draws per train video of the look-alike questions (lookalike_records: direction and "
+                        "first/last of every object sharing its colour with another one)")
     p.add_argument("--answer", choices=ANSWER_FORMATS, default="text_letter",
                    help="how the QA records are answered: ' red' (text) or ' red (B)' (text_letter), see mc_answer")
     p.add_argument("--no-stage2-captions", dest="stage2_captions", action="store_false",
@@ -288,10 +319,10 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--stage2-focus-categories: {e}")
     records = sft_records(args.data, lookups=args.stage2_lookups, open_qa=args.stage2_open_qa,
                           extra_qa=args.stage2_extra_qa, focus_qa=args.stage2_focus_qa, focus_categories=focus,
-                          captions=args.stage2_captions, answer=args.answer, seed=args.seed)
+                          lookalike_qa=args.stage2_lookalike_qa, captions=args.stage2_captions, answer=args.answer, seed=args.seed)
     Path(args.data, SFT_FILE).write_text(json.dumps(records))
     print(f"{len(records)} stage-2 records (QA, answer format {args.answer}{' + captions' * args.stage2_captions} + "
-          f"{args.stage2_extra_qa} x extra questions + {args.stage2_focus_qa} x {args.stage2_focus_categories} + {args.stage2_open_qa} x open questions + {args.stage2_lookups} option lookups) -> {Path(args.data, SFT_FILE)}")
+          f"{args.stage2_extra_qa} x extra questions + {args.stage2_focus_qa} x {args.stage2_focus_categories} + {args.stage2_lookalike_qa} x look-alike questions + {args.stage2_open_qa} x open questions + {args.stage2_lookups} option lookups) -> {Path(args.data, SFT_FILE)}")
     mcq = mcq_records(args.data, answer=args.answer)
     Path(args.data, MCQ_FILE).write_text(json.dumps(mcq))
     print(f"{len(mcq)} stage-1 records (QA, answer format {args.answer}) -> {Path(args.data, MCQ_FILE)}")

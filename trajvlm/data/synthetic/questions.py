@@ -161,13 +161,20 @@ def _temporal(rng: np.random.Generator, scene: SceneSpec, pos: int) -> Question 
             continue
         i = cands[int(rng.integers(len(cands)))]
         others = [objs[int(j)].description for j in rng.permutation(later[i])][:3]
-        absent = _absent_descriptions(scene)
-        fill = [absent[int(j)] for j in rng.permutation(min(len(absent), 12))]
-        opts, a = _pick_options(rng, objs[i].description, others, fill, pos)
-        text = ("Which of these objects appears first in the video?" if kind == "first"
-                else "Which of these objects is the last to appear in the video?")
-        return Question("temporal_order", text, opts, a, i)
+        return _temporal_question(rng, scene, i, kind, others, pos)
     return None
+
+
+def _temporal_question(rng: np.random.Generator, scene: SceneSpec, i: int, kind: str, others: Sequence[str],
+                       pos: int) -> Question:
+    """"Which of these objects appears first/last?" answered by object i, listing `others` (objects of the scene
+    that appear >= TEMPORAL_MARGIN frames later / earlier, at most 3) and absent objects for the remaining options."""
+    absent = _absent_descriptions(scene)
+    fill = [absent[int(j)] for j in rng.permutation(min(len(absent), 12))]
+    opts, a = _pick_options(rng, scene.objects[i].description, others, fill, pos)
+    text = ("Which of these objects appears first in the video?" if kind == "first"
+            else "Which of these objects is the last to appear in the video?")
+    return Question("temporal_order", text, opts, a, i)
 
 
 def _needle(rng: np.random.Generator, scene: SceneSpec, positions: Iterator[int]) -> list[Question]:
@@ -202,6 +209,41 @@ def make_questions(scene: SceneSpec, rng: np.random.Generator, *, count_range: t
         _temporal(rng, scene, next(positions)),
     ]
     return [q for q in qs if q is not None]
+
+
+def _lookalikes(objs: Sequence[ObjectSpec]) -> list[int]:
+    """Indices of the objects that share their colour with another object (only their shape tells them apart)."""
+    return [i for i, o in enumerate(objs) if sum(p.colour == o.colour for p in objs) > 1]
+
+
+def lookalike_questions(scene: SceneSpec, rng: np.random.Generator) -> list[Question]:
+    """Questions about look-alike objects (objects sharing their colour with another one), every one of them.
+
+    Per look-alike object: its `direction` (a same-colour object's direction first among the distractors), and
+    "which of these appears first/last" for each of first/last in which it leads (trails) a same-colour object by
+    >= TEMPORAL_MARGIN frames, with that object listed (other listed objects of the scene also appear later /
+    earlier, absent ones fill the rest). The question families and wording of `make_questions`, but each is
+    answered only by reading the object's shape as well as its colour: the conjunction the generic draws ask for
+    rarely. Empty for needle clips and for scenes without a shared colour."""
+    objs = scene.objects
+    if scene.needle is not None:
+        return []
+    positions = _positions(rng)
+    out = []
+    for i in _lookalikes(objs):
+        o = objs[i]
+        siblings = [p.direction for j, p in enumerate(objs) if j != i and p.colour == o.colour]
+        opts, a = _pick_options(rng, o.direction, siblings, list(DIRECTIONS), next(positions))
+        out.append(Question("direction", _direction_question(o), opts, a, i))
+        for kind, sign in (("first", 1), ("last", -1)):
+            later = [j for j, p in enumerate(objs) if sign * (p.t_start - o.t_start) >= TEMPORAL_MARGIN]
+            same = [j for j in later if objs[j].colour == o.colour]
+            if not same:
+                continue
+            rest = [j for j in later if j not in same]
+            others = [objs[int(j)].description for j in [*rng.permutation(same), *rng.permutation(rest)]][:3]
+            out.append(_temporal_question(rng, scene, i, kind, others, next(positions)))
+    return out
 
 
 def open_questions(scene: SceneSpec) -> list[tuple[str, str, str]]:
