@@ -10,6 +10,7 @@ from trajvlm.data.synthetic.__main__ import main as synth_main
 from trajvlm.eval.mcq import answer_letter, option_text
 from trajvlm.train.default_model import (
     extra_mcq_records,
+    lookalike_records,
     main,
     mc_answer,
     mcq_records,
@@ -200,3 +201,41 @@ def test_open_qa_records_refuse_a_folder_without_scenes(tmp_path):
 def test_open_qa_records_refuse_a_bad_copy_count(shapes, copies):
     with pytest.raises(ValueError, match="copies must be an int >= 0"):
         open_qa_records(shapes, copies=copies)
+
+
+def test_lookalike_records_ask_about_the_videos_own_lookalikes(shapes):
+    scenes = {d["id"]: d for d in json.loads((shapes / "train_scenes.json").read_text())}
+    recs = lookalike_records(shapes, copies=2, answer="text")
+    shared = {k for k, d in scenes.items() if d["needle"] is None
+              and len({o["colour"] for o in d["objects"]}) < len(d["objects"])}
+    assert shared, "the fixture needs a video with two objects of one colour"
+    assert {r["id"].rsplit("_l", 1)[0] for r in recs} == shared
+    assert len({r["id"] for r in recs}) == len(recs)
+    assert lookalike_records(shapes, copies=2, answer="text") == recs  # deterministic
+    assert lookalike_records(shapes, copies=2, seed=1, answer="text") != recs
+    for r in recs:
+        objs = scenes[r["id"].rsplit("_l", 1)[0]]["objects"]
+        answer = r["conversations"][-1]["value"].strip()
+        assert answer_letter(" " + answer, r["options"]) == r["answer"]
+        if r["category"] == "direction":
+            [o] = [o for o in objs if f"in which direction does the {o['colour']} {o['shape']} move?"
+                   == r["question"].lower()]
+            assert answer == o["direction"] and sum(p["colour"] == o["colour"] for p in objs) > 1
+        else:
+            starts = {f"{o['colour']} {o['shape']}": o["t_start"] for o in objs}
+            named = [option_text(t) for t in r["options"] if option_text(t) in starts]
+            first = "first" in r["question"]
+            assert answer == (min if first else max)(named, key=lambda t: starts[t])
+    extra = extra_mcq_records(shapes, copies=2)
+    assert not {r["id"] for r in recs} & {r["id"] for r in extra}
+    n = len(sft_records(shapes, extra_qa=1, captions=False))
+    assert len(sft_records(shapes, extra_qa=1, lookalike_qa=2, captions=False)) == n + len(recs)
+
+
+def test_records_only_mixes_in_lookalike_draws(shapes):
+    assert main(["--data", str(shapes), "--records-only", "--answer", "text", "--stage2-lookups", "0",
+                 "--no-stage2-captions", "--stage2-lookalike-qa", "3"]) == 0
+    written = [r for r in json.loads((shapes / "train_sft.json").read_text()) if "_l" in r["id"]]
+    assert sorted(r["id"] for r in written) == sorted(r["id"] for r in lookalike_records(shapes, copies=3))
+    with pytest.raises(ValueError, match="copies"):
+        lookalike_records(shapes, copies=-1)
