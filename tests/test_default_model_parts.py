@@ -239,3 +239,11 @@ def test_records_only_mixes_in_lookalike_draws(shapes):
     assert sorted(r["id"] for r in written) == sorted(r["id"] for r in lookalike_records(shapes, copies=3))
     with pytest.raises(ValueError, match="copies"):
         lookalike_records(shapes, copies=-1)
+
+
+def test_lookalike_records_refuse_a_folder_without_scenes_or_generator_settings(shapes, tmp_path):
+    with pytest.raises(FileNotFoundError, match="train_scenes.json not found: is .* a ShapesQA folder"):
+        lookalike_records(tmp_path)
+    (tmp_path / "train_scenes.json").write_text((shapes / "train_scenes.json").read_text())
+    with pytest.raises(FileNotFoundError, match="meta.json not found: is .* a ShapesQA folder"):
+        lookalike_records(tmp_path)

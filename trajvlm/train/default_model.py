@@ -177,13 +177,11 @@ def extra_mcq_records(data_dir: str | os.PathLike, split: str = "train", *, copi
 
     if categories is not None:
         categories = question_categories(categories)
-    cfg = generator_config(data_dir)
-    count_range = (cfg.min_objects, cfg.max_objects)
     stream, tag = (_EXTRA_QA_STREAM, "x") if categories is None else (_FOCUS_QA_STREAM, "f")
 
-    def draw(scene, rng):
-        return [(k, q) for k, q in enumerate(make_questions(scene, rng, count_range=count_range))
-                if categories is None or q.category in categories]
+    def draw(scene, rng, cfg):
+        questions = make_questions(scene, rng, count_range=(cfg.min_objects, cfg.max_objects))
+        return [(k, q) for k, q in enumerate(questions) if categories is None or q.category in categories]
 
     return _drawn_records(data_dir, split, draw, copies=copies, seed=seed, answer=answer, stream=stream, tag=tag)
 
@@ -197,14 +195,15 @@ def lookalike_records(data_dir: str | os.PathLike, split: str = "train", *, copi
     (eval/results/default_model.md, session 16)."""
     from ..data.synthetic.questions import lookalike_questions
 
-    return _drawn_records(data_dir, split, lambda scene, rng: list(enumerate(lookalike_questions(scene, rng))),
+    return _drawn_records(data_dir, split, lambda scene, rng, cfg: list(enumerate(lookalike_questions(scene, rng))),
                           copies=copies, seed=seed, answer=answer, stream=_LOOKALIKE_QA_STREAM, tag="l")
 
 
 def _drawn_records(data_dir, split: str, draw, *, copies: int, seed: int, answer: str, stream: int,
                    tag: str) -> list[dict]:
-    """QA records of ``draw(scene, rng) -> [(k, Question)]`` for ``copies`` draws per video of the split, each draw
-    from its own stream ``[generator seed, stream, seed, video index, copy]``; ids ``<video>_<tag><copy>q<k>``."""
+    """QA records of ``draw(scene, rng, generator config) -> [(k, Question)]`` for ``copies`` draws per video of the
+    split, each draw from its own stream ``[generator seed, stream, seed, video index, copy]``; ids
+    ``<video>_<tag><copy>q<k>``."""
     import numpy as np
 
     scenes = load_scenes(data_dir, split, copies=copies)
@@ -213,7 +212,7 @@ def _drawn_records(data_dir, split: str, draw, *, copies: int, seed: int, answer
     for i, (d, scene) in enumerate(scenes):
         for c in range(copies):
             rng = np.random.default_rng([cfg.seed, stream, seed, i, c])
-            for k, q in draw(scene, rng):
+            for k, q in draw(scene, rng, cfg):
                 out.append({"id": f"{d['id']}_{tag}{c}q{k}", "video": d["video"], **question_record(q, answer)})
     return out
 

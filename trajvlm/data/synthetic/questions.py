@@ -213,7 +213,8 @@ def make_questions(scene: SceneSpec, rng: np.random.Generator, *, count_range: t
 
 def _lookalikes(objs: Sequence[ObjectSpec]) -> list[int]:
     """Indices of the objects that share their colour with another object (only their shape tells them apart)."""
-    return [i for i, o in enumerate(objs) if sum(p.colour == o.colour for p in objs) > 1]
+    unique = set(_unique_colour(objs))
+    return [i for i in range(len(objs)) if i not in unique]
 
 
 def lookalike_questions(scene: SceneSpec, rng: np.random.Generator) -> list[Question]:
