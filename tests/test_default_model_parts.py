@@ -10,10 +10,14 @@ from trajvlm.data.synthetic.__main__ import main as synth_main
 from trajvlm.eval.mcq import answer_letter, option_text
 from trajvlm.train.default_model import (
     extra_mcq_records,
+    listed_answer,
+    listed_records,
+    load_scenes,
     lookalike_records,
     main,
     mc_answer,
     mcq_records,
+    object_list,
     open_qa_records,
     sft_records,
     text_then_letter,
@@ -247,3 +251,64 @@ def test_lookalike_records_refuse_a_folder_without_scenes_or_generator_settings(
     (tmp_path / "train_scenes.json").write_text((shapes / "train_scenes.json").read_text())
     with pytest.raises(FileNotFoundError, match="meta.json not found: is .* a ShapesQA folder"):
         lookalike_records(tmp_path)
+
+
+def test_listing_answers_name_every_object_in_order_then_the_right_option(shapes):
+    scenes = dict((d["video"], scene) for d, scene in load_scenes(shapes, "train"))
+    records = mcq_records(shapes, answer="text")
+    listed = listed_records(records + json.loads((shapes / "train_captions.json").read_text()), shapes)
+    assert len(listed) == len(records) + len(json.loads((shapes / "train_captions.json").read_text()))
+    for old, new in zip(records, listed):
+        scene = scenes[old["video"]]
+        answer = new["conversations"][-1]["value"]
+        listing, mark, after = answer.rpartition(". Answer:")
+        assert mark and after == old["conversations"][-1]["value"]  # the text answer, unchanged, after the mark
+        entries = listing.strip().split(", ")
+        assert len(entries) == scene.num_objects
+        starts = {f"{o.colour} {o.shape}": o.t_start for o in scene.objects}
+        named = [" ".join(e.split()[:2]) for e in entries]
+        assert sorted(named) == sorted(starts) and [starts[n] for n in named] == sorted(starts.values())
+        for o in scene.objects:
+            brief = scene.needle is not None and o is scene.objects[scene.needle]
+            assert f"{o.colour} {o.shape} {o.direction}" + " briefly" * brief in entries
+        assert answer_letter(answer, new["options"]) == old["answer"]
+        assert old["conversations"][-1]["value"] != answer  # the input record is not modified
+    assert any(s.needle is not None for s in scenes.values())  # the fixture has a needle clip to mark
+    assert listed[len(records):] == json.loads((shapes / "train_captions.json").read_text())  # captions as they were
+
+
+def test_listing_orders_simultaneous_objects_left_to_right(shapes):
+    scene = next(s for _, s in load_scenes(shapes, "train") if s.num_objects > 1)
+    first = min(o.t_start for o in scene.objects)
+    from dataclasses import replace
+    objs = tuple(replace(o, t_start=first, x0=float(10 * (len(scene.objects) - i))) for i, o in enumerate(scene.objects))
+    text = object_list(replace(scene, objects=objs, needle=None))
+    assert text.split(", ")[0].startswith(f"{objs[-1].colour} {objs[-1].shape}")
+    assert text.split(", ")[-1] == f"{objs[0].colour} {objs[0].shape} {objs[0].direction}"
+
+
+def test_listing_refuses_a_record_it_cannot_rewrite(shapes):
+    caption = json.loads((shapes / "train_captions.json").read_text())[0]
+    scene = load_scenes(shapes, "train")[0][1]
+    with pytest.raises(ValueError, match="not a multiple-choice record"):
+        listed_answer(caption, scene)
+    stray = dict(mcq_records(shapes, answer="text")[0], video="videos/train/elsewhere.mp4", id="stray")
+    with pytest.raises(ValueError, match="stray.*not in train_scenes.json"):
+        listed_records([stray], shapes)
+
+
+def test_records_only_can_answer_by_listing_the_objects(shapes):
+    assert main(["--data", str(shapes), "--records-only", "--answer", "text", "--stage2-lookups", "5",
+                 "--stage2-list-objects", "--seed", "4"]) == 0
+    written = json.loads((shapes / "train_sft.json").read_text())
+    plain = sft_records(shapes, lookups=5, answer="text", seed=4)
+    assert written == sft_records(shapes, lookups=5, answer="text", list_objects=True, seed=4)
+    assert [r["id"] for r in written] == [r["id"] for r in plain]  # the same records in the same order
+    for new, old in zip(written, plain):
+        if "options" in old and "video" in old:
+            assert new["conversations"][-1]["value"].endswith(". Answer:" + old["conversations"][-1]["value"])
+        else:  # captions and text-only lookups as they were
+            assert new == old
+    assert any("video" not in r for r in written) and any("options" not in r for r in written)
+    # stage 1 (the connector against the LLM it is given) keeps the plain answers
+    assert json.loads((shapes / "train_mcq.json").read_text()) == mcq_records(shapes, answer="text")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from trajvlm.eval.mcq import answer_letter, option_named, option_text, parse_letter
+from trajvlm.eval.mcq import answer_letter, final_answer, option_named, option_text, parse_letter
 
 OPTIONS = ["A. red cross", "B. red diamond", "C. cyan star", "D. blue cross"]
 
@@ -22,6 +22,16 @@ def test_text_names_exactly_one_option():
     assert option_named(" red cross or blue cross", OPTIONS) is None  # two options named
     assert option_named(" purple", OPTIONS) is None
     assert answer_letter("", OPTIONS) is None
+
+
+def test_a_listing_answer_is_read_after_its_last_mark():
+    listing = " red cross up, cyan star left, red diamond down. Answer: red diamond"
+    assert final_answer(listing) == " red diamond"
+    assert answer_letter(listing, OPTIONS) == "B"  # the list names three options; the answer after the mark one
+    assert option_named(listing, OPTIONS) is None
+    assert answer_letter(" Answer: cyan star. Answer: blue cross", OPTIONS) == "D"  # the last mark
+    assert answer_letter(" red cross up, cyan star left. Answer:", OPTIONS) is None  # cut off: nothing after it
+    assert final_answer(" cyan star") == " cyan star"  # no mark: the whole answer
 
 
 def test_whole_words_only():

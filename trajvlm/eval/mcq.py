@@ -3,7 +3,8 @@
 The letter comes first (the first standalone A-D, the rule lmms-eval's multiple-choice tasks use). An answer
 without a letter is matched to an option by its text, as VLMEvalKit's ``can_infer_text`` does: when exactly
 one option's text occurs in the answer (case-insensitive, whole words), that option is the answer; none or
-several give no answer. The built-in default model answers ShapesQA with the option's text (" cyan"): its
+several give no answer. An answer that reasons first and then writes ``Answer:`` is read after its last such
+mark (``final_answer``). The built-in default model answers ShapesQA with the option's text (" cyan"): its
 from-scratch 4x256 Llama does not learn to bind an option's text to its letter (eval/results/default_model.md).
 """
 
@@ -13,6 +14,14 @@ import re
 
 LETTERS = ("A", "B", "C", "D")
 _LETTER = re.compile(r"\b([A-D])\b")
+ANSWER_MARK = "Answer:"
+
+
+def final_answer(text: str) -> str:
+    """The part of a model answer after its last ``Answer:`` mark (the whole answer when it has none):
+    " red circle up, red star left. Answer: left" -> " left"."""
+    head, mark, tail = text.rpartition(ANSWER_MARK)
+    return tail if mark else text
 
 
 def parse_letter(text: str) -> str | None:
@@ -38,5 +47,7 @@ def option_named(answer: str, options: list[str]) -> str | None:
 
 
 def answer_letter(answer: str, options: list[str]) -> str | None:
-    """The option a model answer picks: its letter if it writes one, else the option it names by text."""
+    """The option a model answer picks (after its last ``Answer:`` mark, if any): its letter if it writes one, else
+    the option it names by text."""
+    answer = final_answer(answer)
     return parse_letter(answer) or option_named(answer, options)

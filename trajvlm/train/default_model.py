@@ -20,6 +20,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..eval.mcq import ANSWER_MARK
+
 SFT_FILE = "train_sft.json"  # written into the ShapesQA folder: the stage-2 data
 MCQ_FILE = "train_mcq.json"  # written into the ShapesQA folder: the stage-1 data (the QA records alone)
 
@@ -77,6 +79,46 @@ def mc_answer(record: dict, answer: str = "text_letter") -> dict:
     text = option_text(record)
     turns[-1]["value"] = answer_text(text, record["answer"]) if answer == "text_letter" else f" {text}"
     out["conversations"] = turns
+    return out
+
+
+def object_list(scene) -> str:
+    """The scene's objects as a listing answer writes them: colour, shape and direction of each, in order of first
+    appearance (objects that appear in the same frame left to right), the briefly visible one marked:
+    "white circle down, yellow square up briefly"."""
+    needle = scene.objects[scene.needle] if scene.needle is not None else None
+    objs = sorted(scene.objects, key=lambda o: (o.t_start, o.x0))
+    return ", ".join(f"{o.colour} {o.shape} {o.direction}" + (" briefly" if o is needle else "") for o in objs)
+
+
+def listed_answer(record: dict, scene) -> dict:
+    """A multiple-choice record whose answer (" red", any ``mc_answer`` format) is rewritten to first list what the
+    video shows, then answer after ``ANSWER_MARK``: " white circle down, red square up. Answer: red".
+
+    With one vector per trajectory the LLM has to find an object by a colour *and* a shape inside one summed vector,
+    which it does not learn (eval/results/default_model.md, session 16); written out as words, the objects are
+    looked up in text. Graders read the answer after the mark (trajvlm.eval.mcq.final_answer)."""
+    if "options" not in record:
+        raise ValueError(f"record {record.get('id')!r} is not a multiple-choice record (no options)")
+    out = dict(record)
+    turns = [dict(t) for t in record["conversations"]]
+    turns[-1]["value"] = f" {object_list(scene)}. {ANSWER_MARK}{turns[-1]['value']}"
+    out["conversations"] = turns
+    return out
+
+
+def listed_records(records: list[dict], data_dir: str | os.PathLike, split: str = "train") -> list[dict]:
+    """``listed_answer`` of every multiple-choice video record (by its ``video``'s scene in
+    ``<split>_scenes.json``); other records (captions, open questions, text-only option lookups) unchanged."""
+    scenes = {d["video"]: scene for d, scene in load_scenes(data_dir, split)}
+    out = []
+    for r in records:
+        if "options" not in r or "video" not in r:
+            out.append(r)
+            continue
+        if r.get("video") not in scenes:
+            raise ValueError(f"record {r.get('id')!r}: video {r.get('video')!r} is not in {split}_scenes.json")
+        out.append(listed_answer(r, scenes[r["video"]]))
     return out
 
 
@@ -227,13 +269,15 @@ def mcq_records(data_dir: str | os.PathLike, split: str = "train", *, answer: st
 
 def sft_records(data_dir: str | os.PathLike, split: str = "train", *, lookups: int = 0, open_qa: int = 0,
                 extra_qa: int = 0, focus_qa: int = 0, focus_categories: Sequence[str] = ("temporal_order",),
-                lookalike_qa: int = 0, captions: bool = True, answer: str = "text_letter", seed: int = 0) -> list[dict]:
+                lookalike_qa: int = 0, captions: bool = True, answer: str = "text_letter", list_objects: bool = False,
+                seed: int = 0) -> list[dict]:
     """Stage-2 data of the default model: every QA record of the split (``mcq_records``), ``extra_qa`` more
     question sets per video (``extra_mcq_records``), ``focus_qa`` more draws of only the ``focus_categories``
     questions, ``lookalike_qa`` draws of the look-alike questions (``lookalike_records``), every caption record (``captions``), ``open_qa`` copies of the dense open-question records
     (``open_qa_records``, multi-turn) and ``lookups`` text-only option lookups (trajvlm.train.text_warmup: they
     keep the letter binding the LLM learned in its text warm-up), shuffled; all but the open-question records are
-    single-turn (as in evaluation)."""
+    single-turn (as in evaluation). With ``list_objects`` every multiple-choice video record is answered by first
+    listing the video's objects (``listed_records``)."""
     import random
 
     from .text_warmup import option_lookup_records
@@ -252,6 +296,8 @@ def sft_records(data_dir: str | os.PathLike, split: str = "train", *, lookups: i
         records += open_qa_records(data_dir, split, copies=open_qa, seed=seed)
     if lookups:
         records += option_lookup_records(data_dir, split, n=lookups, seed=seed + 1000)
+    if list_objects:
+        records = listed_records(records, data_dir, split)
     random.Random(seed).shuffle(records)
     return records
 
@@ -304,6 +350,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stage2-lookalike-qa", type=int, default=0,
                    help="draws per train video of the look-alike questions (lookalike_records: direction and "
                         "first/last of every object sharing its colour with another one)")
+    p.add_argument("--stage2-list-objects", action="store_true",
+                   help="stage-2 multiple-choice answers first list the video's objects, then answer after "
+                        "'Answer:' (listed_answer)")
     p.add_argument("--answer", choices=ANSWER_FORMATS, default="text_letter",
                    help="how the QA records are answered: ' red' (text) or ' red (B)' (text_letter), see mc_answer")
     p.add_argument("--no-stage2-captions", dest="stage2_captions", action="store_false",
@@ -318,10 +367,11 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--stage2-focus-categories: {e}")
     records = sft_records(args.data, lookups=args.stage2_lookups, open_qa=args.stage2_open_qa,
                           extra_qa=args.stage2_extra_qa, focus_qa=args.stage2_focus_qa, focus_categories=focus,
-                          lookalike_qa=args.stage2_lookalike_qa, captions=args.stage2_captions, answer=args.answer, seed=args.seed)
+                          lookalike_qa=args.stage2_lookalike_qa, captions=args.stage2_captions, answer=args.answer,
+                          list_objects=args.stage2_list_objects, seed=args.seed)
     Path(args.data, SFT_FILE).write_text(json.dumps(records))
     print(f"{len(records)} stage-2 records (QA, answer format {args.answer}{' + captions' * args.stage2_captions} + "
-          f"{args.stage2_extra_qa} x extra questions + {args.stage2_focus_qa} x {args.stage2_focus_categories} + {args.stage2_lookalike_qa} x look-alike questions + {args.stage2_open_qa} x open questions + {args.stage2_lookups} option lookups) -> {Path(args.data, SFT_FILE)}")
+          f"{args.stage2_extra_qa} x extra questions + {args.stage2_focus_qa} x {args.stage2_focus_categories} + {args.stage2_lookalike_qa} x look-alike questions + {args.stage2_open_qa} x open questions + {args.stage2_lookups} option lookups{', answers listing the objects' * args.stage2_list_objects}) -> {Path(args.data, SFT_FILE)}")
     mcq = mcq_records(args.data, answer=args.answer)
     Path(args.data, MCQ_FILE).write_text(json.dumps(mcq))
     print(f"{len(mcq)} stage-1 records (QA, answer format {args.answer}) -> {Path(args.data, MCQ_FILE)}")
