@@ -446,6 +446,9 @@ def test_shapesqa_scoring():
     assert utils.shapesqa_process_results(doc, [" 3"])["shapesqa_acc"] == 1.0
     assert utils.shapesqa_process_results(doc, [" 4"])["shapesqa_acc"] == 0.0
     assert utils.shapesqa_process_results(doc, [" 3 or 4"])["shapesqa_acc"] == 0.0
+    # an answer that lists what it saw first is read after its last "Answer:"
+    assert utils.shapesqa_process_results(doc, [" red star up, 4 crosses. Answer: 3"])["shapesqa_acc"] == 1.0
+    assert utils.shapesqa_process_results(doc, [" red star up. Answer: 3 ... Answer: 4"])["shapesqa_acc"] == 0.0
     # log-likelihoods as pairs or as lmms-eval 0.7.3's string form; the highest wins
     results = ["(-3.0, False)", (-0.5, True), "(-inf, False)", (-2.0, False)]
     assert utils.shapesqa_mc_process_results({**doc, "answer": "B"}, results)["shapesqa_mc_acc"] == 1.0

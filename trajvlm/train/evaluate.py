@@ -7,8 +7,9 @@ Each question is asked exactly as its JSON record's human turn (question, ``A.``
 "Answer with the option's letter" instruction; the ``<video>`` placeholder first), the video read with the
 processor's frame sampling, and the answer is the first standalone letter A-D of the greedy output (the
 rule lmms-eval's multiple-choice tasks use) or, in an answer without a letter, the one option it names by text
-(VLMEvalKit's rule; trajvlm.eval.mcq). Prints a markdown table; ``--json`` writes the numbers. ``--by-colour``
-adds the accuracy on videos where two objects share a colour vs the others (``colour_breakdown``): look-alike
+(VLMEvalKit's rule; trajvlm.eval.mcq); an answer that lists the objects first is read after its last
+"Answer:" (greedy decoding up to ``--max-new-tokens``). Prints a markdown table; ``--json`` writes the numbers.
+``--by-colour`` adds the accuracy on videos where two objects share a colour vs the others (``colour_breakdown``): look-alike
 objects are where the default model loses most of its points (eval/results/default_model.md, session 12).
 """
 
@@ -49,7 +50,7 @@ def evaluate_shapesqa(
     split: str = "test",
     limit: int | None = None,
     batch_size: int = 16,
-    max_new_tokens: int = 8,
+    max_new_tokens: int = 48,
 ) -> dict:
     """{"overall": acc, "per_category": {cat: {"accuracy", "correct", "total"}}, "predictions": [...]}."""
     model.eval()
@@ -144,6 +145,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--split", default="test")
     p.add_argument("--limit", type=int, default=None, help="first N questions only")
     p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--max-new-tokens", type=int, default=48,
+                   help="greedy decoding stops at the end-of-turn token or after this many tokens (a model that "
+                        "lists the objects before its answer writes ~25)")
     p.add_argument("--json", default=None, help="write the result (with per-question predictions) here")
     p.add_argument("--by-colour", action="store_true",
                    help="also split the accuracy by videos with / without two objects of the same colour "
@@ -156,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     model = TrajVLMForConditionalGeneration.from_pretrained(args.model)
     processor = TrajVLMProcessor.from_pretrained(args.model)
     result = evaluate_shapesqa(model, processor, args.data, split=args.split, limit=args.limit,
-                               batch_size=args.batch_size)
+                               batch_size=args.batch_size, max_new_tokens=args.max_new_tokens)
     result["seconds"] = round(time.perf_counter() - t0, 1)
     print(markdown_table(result))
     print(f"({result['total']} {args.split} questions, {result['seconds']} s)")

@@ -11,7 +11,8 @@ instruction); every metric is percent correct, overall (`<task>_acc`) and per qu
 - `shapesqa` generates an answer and scores its letter (lmms-eval's `extract_mcq_answer`, as VideoMME does; it
   also takes the letter of an answer like "red (B)"); an answer with no letter picks the one option whose text
   it names (VLMEvalKit's `can_infer_text` rule, `trajvlm.eval.mcq.option_named`: the built-in default model
-  answers with the option's text).
+  answers with the option's text). An answer that lists the objects first is read after its last "Answer:"
+  (`trajvlm.eval.mcq.final_answer`).
 - `shapesqa_mc` scores the four letters by the model's log-likelihood: the prediction is the letter with the
   highest log p(letter | video, prompt). Meaningful for a model that answers with the bare letter.
 - `shapesqa_cloze` scores the four option texts (the options without "A. "): the prediction is the option with
@@ -25,7 +26,7 @@ string form (`unwrap_generation_output`): their `process_results` take the argma
 from __future__ import annotations
 
 from trajvlm.eval.local_tasks import data_root, local_docs, video_path
-from trajvlm.eval.mcq import option_named, option_text
+from trajvlm.eval.mcq import final_answer, option_named, option_text
 
 ENV = "TRAJVLM_SHAPESQA_DIR"
 LETTERS = ("A", "B", "C", "D")
@@ -61,8 +62,9 @@ def shapesqa_doc_to_target_index(doc):
 def shapesqa_process_results(doc, results):
     from lmms_eval.tasks._task_utils.mcq_extract import extract_mcq_answer
 
-    pred = extract_mcq_answer(results[0], choices=list(LETTERS[: len(doc["options"])])) or \
-        option_named(results[0], doc["options"])
+    answer = final_answer(results[0])  # after the last "Answer:" of an answer that lists the objects first
+    pred = extract_mcq_answer(answer, choices=list(LETTERS[: len(doc["options"])])) or \
+        option_named(answer, doc["options"])
     score = 1.0 if pred == doc["answer"] else 0.0
     return {"shapesqa_acc": score, f"shapesqa_{doc['category']}_acc": score}
 
