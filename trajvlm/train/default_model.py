@@ -96,8 +96,10 @@ def listed_answer(record: dict, scene) -> dict:
     video shows, then answer after ``ANSWER_MARK``: " white circle down, red square up. Answer: red".
 
     With one vector per trajectory the LLM has to find an object by a colour *and* a shape inside one summed vector,
-    which it does not learn (eval/results/default_model.md, session 16); written out as words, the objects are
-    looked up in text. Graders read the answer after the mark (trajvlm.eval.mcq.final_answer)."""
+    which it does not learn (eval/results/default_model.md, session 16); written out as words, the objects could be
+    looked up in text -- but trained this way the default model describes the same trajectory twice more often than
+    it lists the objects right (session 17), so the shipped model answers directly. Graders read the answer after
+    the mark (trajvlm.eval.mcq.final_answer)."""
     if "options" not in record:
         raise ValueError(f"record {record.get('id')!r} is not a multiple-choice record (no options)")
     out = dict(record)
