@@ -20,7 +20,7 @@ ANSWER_MARK = "Answer:"
 def final_answer(text: str) -> str:
     """The part of a model answer after its last ``Answer:`` mark (the whole answer when it has none):
     " red circle up, red star left. Answer: left" -> " left"."""
-    head, mark, tail = text.rpartition(ANSWER_MARK)
+    _, mark, tail = text.rpartition(ANSWER_MARK)
     return tail if mark else text
 
 
