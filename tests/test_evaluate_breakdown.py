@@ -1,4 +1,5 @@
-"""colour_breakdown: ShapesQA accuracy split by videos with / without two objects of the same colour."""
+"""trajvlm.train.evaluate: colour_breakdown (ShapesQA accuracy split by videos with / without two objects of the same
+colour) and the CLI's decoding bound."""
 
 import json
 
@@ -41,3 +42,27 @@ def test_breakdown_refuses_missing_scenes_and_unknown_videos(tmp_path):
     (tmp_path / "test_scenes.json").write_text(json.dumps([scene("videos/test/y.mp4", ["red"])]))
     with pytest.raises(KeyError, match="x.mp4"):
         colour_breakdown(result, str(tmp_path))
+
+
+def test_main_decodes_at_most_max_new_tokens(tmp_path, capsys):
+    """The evaluator's CLI on the shipped default model and a small generated ShapesQA folder: --max-new-tokens
+    bounds every answer, and the default leaves the shipped model's short answers whole."""
+    from trajvlm.data.synthetic.__main__ import main as synth_main
+    from trajvlm.demo.settings import default_model_path
+    from trajvlm.model import TrajVLMProcessor
+    from trajvlm.train.evaluate import main
+
+    data, model = tmp_path / "shapes", str(default_model_path())
+    synth_main(["--out", str(data), "--num-videos", "10", "--seed", "3", "--quiet"])
+    tok = TrajVLMProcessor.from_pretrained(model).tokenizer
+    outputs = {}
+    for n in (1, None):
+        out = tmp_path / f"n{n}.json"
+        assert main(["--model", model, "--data", str(data), "--split", "train", "--limit", "6", "--json", str(out)]
+                    + (["--max-new-tokens", str(n)] if n else [])) == 0
+        outputs[n] = [p["output"] for p in json.loads(out.read_text())["predictions"]]
+    assert len(outputs[1]) == 6 and all(len(tok(o, add_special_tokens=False).input_ids) <= 1 for o in outputs[1])
+    assert any(len(tok(o, add_special_tokens=False).input_ids) > 1 for o in outputs[None])  # "red cross", "3 ..."
+    with pytest.raises(SystemExit):
+        main(["--model", model, "--data", str(data), "--max-new-tokens", "0"])
+    assert "--max-new-tokens must be >= 1, got 0" in capsys.readouterr().err

@@ -118,8 +118,8 @@ def listed_records(records: list[dict], data_dir: str | os.PathLike, split: str 
         if "options" not in r or "video" not in r:
             out.append(r)
             continue
-        if r.get("video") not in scenes:
-            raise ValueError(f"record {r.get('id')!r}: video {r.get('video')!r} is not in {split}_scenes.json")
+        if r["video"] not in scenes:
+            raise ValueError(f"record {r.get('id')!r}: video {r['video']!r} is not in {split}_scenes.json")
         out.append(listed_answer(r, scenes[r["video"]]))
     return out
 

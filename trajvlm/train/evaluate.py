@@ -9,8 +9,9 @@ processor's frame sampling, and the answer is the first standalone letter A-D of
 rule lmms-eval's multiple-choice tasks use) or, in an answer without a letter, the one option it names by text
 (VLMEvalKit's rule; trajvlm.eval.mcq); an answer that lists the objects first is read after its last
 "Answer:" (greedy decoding up to ``--max-new-tokens``). Prints a markdown table; ``--json`` writes the numbers.
-``--by-colour`` adds the accuracy on videos where two objects share a colour vs the others (``colour_breakdown``): look-alike
-objects are where the default model loses most of its points (eval/results/default_model.md, session 12).
+``--by-colour`` adds the accuracy on videos where two objects share a colour vs the others
+(``colour_breakdown``): look-alike objects are where the default model loses most of its points
+(eval/results/default_model.md, session 12).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ __all__ = ["CATEGORIES", "answer_letter", "colour_breakdown", "colour_table", "e
            "markdown_table", "parse_letter"]
 
 CATEGORIES = ("attribute", "counting", "direction", "temporal_order", "needle")
+MAX_NEW_TOKENS = 48  # an answer ends at the end-of-turn token; one that lists the objects first is up to ~25
 
 
 def load_questions(data_dir: str, split: str, limit: int | None = None) -> list[dict]:
@@ -50,7 +52,7 @@ def evaluate_shapesqa(
     split: str = "test",
     limit: int | None = None,
     batch_size: int = 16,
-    max_new_tokens: int = 48,
+    max_new_tokens: int = MAX_NEW_TOKENS,
 ) -> dict:
     """{"overall": acc, "per_category": {cat: {"accuracy", "correct", "total"}}, "predictions": [...]}."""
     model.eval()
@@ -145,14 +147,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--split", default="test")
     p.add_argument("--limit", type=int, default=None, help="first N questions only")
     p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--max-new-tokens", type=int, default=48,
+    p.add_argument("--max-new-tokens", type=int, default=MAX_NEW_TOKENS,
                    help="greedy decoding stops at the end-of-turn token or after this many tokens (a model that "
-                        "lists the objects before its answer writes ~25)")
+                        "lists the objects before its answer writes up to ~25)")
     p.add_argument("--json", default=None, help="write the result (with per-question predictions) here")
     p.add_argument("--by-colour", action="store_true",
                    help="also split the accuracy by videos with / without two objects of the same colour "
                         "(needs <split>_scenes.json)")
     args = p.parse_args(argv)
+    if args.max_new_tokens < 1:
+        p.error(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
 
     from trajvlm.model import TrajVLMForConditionalGeneration, TrajVLMProcessor
 
