@@ -88,8 +88,9 @@ def _shape_question(o: ObjectSpec) -> str:
     return f"What shape is the {o.colour} object?"  # only asked when o is the only object of its colour
 
 
-def _direction_question(o: ObjectSpec) -> str:
-    return f"In which direction does the {o.description} move?"
+def direction_question(description: str) -> str:
+    """The direction question about the object named ``description`` (its colour and shape, "red circle")."""
+    return f"In which direction does the {description} move?"
 
 
 def _unique_shape(objs: Sequence[ObjectSpec]) -> list[int]:
@@ -133,7 +134,7 @@ def _direction(rng: np.random.Generator, scene: SceneSpec, pos: int) -> Question
     i = int(rng.integers(scene.num_objects))
     o = scene.objects[i]
     opts, a = _pick_options(rng, o.direction, [], list(DIRECTIONS), pos)
-    return Question("direction", _direction_question(o), opts, a, i)
+    return Question("direction", direction_question(o.description), opts, a, i)
 
 
 def _absent_descriptions(scene: SceneSpec) -> list[str]:
@@ -235,7 +236,7 @@ def lookalike_questions(scene: SceneSpec, rng: np.random.Generator) -> list[Ques
         o = objs[i]
         siblings = [p.direction for j, p in enumerate(objs) if j != i and p.colour == o.colour]
         opts, a = _pick_options(rng, o.direction, siblings, list(DIRECTIONS), next(positions))
-        out.append(Question("direction", _direction_question(o), opts, a, i))
+        out.append(Question("direction", direction_question(o.description), opts, a, i))
         for kind, sign in (("first", 1), ("last", -1)):
             later = [j for j, p in enumerate(objs) if sign * (p.t_start - o.t_start) >= TEMPORAL_MARGIN]
             same = [j for j in later if objs[j].colour == o.colour]
@@ -266,7 +267,7 @@ def open_questions(scene: SceneSpec) -> list[tuple[str, str, str]]:
             out.append(("attribute", _colour_question(o), o.colour))
         if i in by_colour:
             out.append(("attribute", _shape_question(o), o.shape))
-        out.append(("direction", _direction_question(o), o.direction))
+        out.append(("direction", direction_question(o.description), o.direction))
     out.append(("counting", COUNT_QUESTION, str(len(objs))))
     by_start = sorted(objs, key=lambda o: o.t_start)
     if len(by_start) > 1 and by_start[1].t_start - by_start[0].t_start >= TEMPORAL_MARGIN:
