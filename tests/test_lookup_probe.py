@@ -73,6 +73,21 @@ def test_run_probe_trains_the_model_and_a_fresh_copy_on_the_same_batches(process
         run_probe(lm2, processor, steps=0, lr=1e-3)
 
 
+def test_run_probe_puts_the_mix_records_into_the_batches(processor):
+    lm = build_tiny_llama(processor.tokenizer, hidden_size=32, num_layers=1, num_heads=2, seed=0)
+    good = probe_records(3, random.Random(5))
+    bad = [dict(good[0], id="empty", objects=[])]  # TextBatcher refuses it: only a batch that takes it fails
+    with pytest.raises(ValueError, match="at least one object"):
+        run_probe(lm, processor, steps=1, lr=1e-3, batch_size=4, eval_samples=4, arms=("fresh",), mix=bad,
+                  mix_share=1, log=lambda s: None)
+    res = run_probe(lm, processor, steps=1, lr=1e-3, batch_size=4, eval_samples=4, arms=("fresh",), mix=good,
+                    mix_share=3, log=lambda s: None)
+    assert res["mix_share"] == 3
+    for share, mix in ((1, None), (4, good), (-1, good)):
+        with pytest.raises(ValueError, match="mix_share"):
+            run_probe(lm, processor, steps=1, lr=1e-3, batch_size=4, arms=("fresh",), mix=mix, mix_share=share)
+
+
 def test_cli_on_the_shipped_model_tells_the_kinds_apart(tmp_path, capsys):
     out, js = tmp_path / "probe.md", tmp_path / "probe.json"
     assert main(["--model", str(SHIPPED), "--arms", "model", "--steps", "1", "--batch-size", "2",
@@ -86,3 +101,14 @@ def test_cli_on_the_shipped_model_tells_the_kinds_apart(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["--model", str(tmp_path), "--steps", "1"])
     assert "no config.json" in capsys.readouterr().err
+
+
+def test_cli_mixes_shapesqa_questions_in(tmp_path):
+    from trajvlm.data.synthetic.__main__ import main as synth_main
+
+    data = tmp_path / "shapesqa"
+    synth_main(["--out", str(data), "--num-videos", "4", "--seed", "3", "--quiet"])
+    out = tmp_path / "probe.md"
+    assert main(["--model", str(SHIPPED), "--arms", "fresh", "--steps", "1", "--batch-size", "3", "--eval-samples",
+                 "4", "--mix-data", str(data), "--mix-share", "2", "--mix-scenes", "3", "--out", str(out)]) == 0
+    assert "batch 3 (2 of them --mix-data records)" in out.read_text()

@@ -33,7 +33,7 @@ import torch
 from ..data.synthetic.questions import Question, direction_question
 from ..data.synthetic.scene import COLOURS, DIRECTIONS, SHAPES
 from .default_model import question_record
-from .text_warmup import TextBatcher, answer_exact_match
+from .text_warmup import TextBatcher, answer_exact_match, fresh_object_qa_records
 
 ARMS = ("model", "fresh")
 KINDS = ("lookalike", "other")
@@ -98,11 +98,18 @@ def fresh_like(lm, seed: int):
 
 def run_probe(lm, processor, *, steps: int, lr: float, batch_size: int = 32, eval_every: int = 100,
               eval_samples: int = 512, lookalike_fraction: float = 0.5, seed: int = 0, arms=ARMS,
-              log=print) -> dict:
+              mix: list[dict] | None = None, mix_share: int = 0, log=print) -> dict:
     """Train the arms side by side (AdamW, 10-step linear warm-up, constant lr, clip 1.0) on the same batches;
-    returns {"rows": [{"step", "arm", "lookalike", "other", "loss"}...], settings...}."""
+    returns {"rows": [{"step", "arm", "lookalike", "other", "loss"}...], settings...}.
+
+    ``mix``: other object-vector records (e.g. ``text_warmup.fresh_object_qa_records``, the warm-up's ShapesQA
+    questions), ``mix_share`` of them in every batch (taken in a shuffled cycle), the probe's questions the rest:
+    does learning the other questions at the same time keep the LLM from learning the look-alike lookup?"""
     if steps < 1 or eval_every < 1 or batch_size < 1 or eval_samples < 1:
         raise ValueError("steps, eval_every, batch_size and eval_samples must be >= 1")
+    if not 0 <= mix_share < batch_size or (mix_share and not mix):
+        raise ValueError(f"mix_share must be in [0, batch_size) and needs mix records, got {mix_share} "
+                         f"with {len(mix or [])} records")
     bad = [a for a in arms if a not in ARMS]
     if bad or not arms:
         raise ValueError(f"arms must be a non-empty subset of {ARMS}, got {list(arms)}")
@@ -110,6 +117,7 @@ def run_probe(lm, processor, *, steps: int, lr: float, batch_size: int = 32, eva
     opts = {a: torch.optim.AdamW(m.parameters(), lr=lr, weight_decay=0.0) for a, m in models.items()}
     held_out = probe_records(eval_samples, random.Random(f"{seed}-eval"), lookalike_fraction)
     stream = random.Random(f"{seed}-train")
+    mixed: list[dict] = []
     rows, t0 = [], time.time()
 
     def score(step: int, losses: dict[str, float]) -> None:
@@ -123,7 +131,11 @@ def run_probe(lm, processor, *, steps: int, lr: float, batch_size: int = 32, eva
     for m in models.values():
         m.train()
     for step in range(1, steps + 1):
-        records = probe_records(batch_size, stream, lookalike_fraction, start=step * batch_size)
+        records = probe_records(batch_size - mix_share, stream, lookalike_fraction, start=step * batch_size)
+        for _ in range(mix_share):
+            if not mixed:
+                mixed = stream.sample(mix, len(mix))
+            records.append(mixed.pop())
         losses = {}
         for a, m in models.items():
             for g in opts[a].param_groups:
@@ -137,7 +149,7 @@ def run_probe(lm, processor, *, steps: int, lr: float, batch_size: int = 32, eva
             losses[a] = round(loss.item(), 4)
         if step % eval_every == 0 or step == steps:
             score(step, losses)
-    return {"steps": steps, "lr": lr, "batch_size": batch_size, "eval_samples": eval_samples,
+    return {"steps": steps, "lr": lr, "batch_size": batch_size, "mix_share": mix_share, "eval_samples": eval_samples,
             "lookalike_fraction": lookalike_fraction, "seed": seed, "seconds": round(time.time() - t0, 1),
             "rows": rows}
 
@@ -147,7 +159,8 @@ def markdown(result: dict, command: str) -> str:
     arms = list(dict.fromkeys(r["arm"] for r in result["rows"]))
     head = "| step | " + " | ".join(f"{a}: look-alike | {a}: other" for a in arms) + " |"
     lines = [f"    {command}", "",
-             f"lr {result['lr']}, batch {result['batch_size']}, {result['steps']} steps, "
+             f"lr {result['lr']}, batch {result['batch_size']} ({result['mix_share']} of them --mix-data records), "
+             f"{result['steps']} steps, "
              f"{result['eval_samples']} held-out questions ({100 * result['lookalike_fraction']:.0f} % look-alike), "
              f"{result['seconds']:.0f} s", "", head, "| ---: |" + " ---: | ---: |" * len(arms)]
     by_step: dict[int, dict] = {}
@@ -175,6 +188,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--eval-samples", type=int, default=512)
     p.add_argument("--lookalike-fraction", type=float, default=0.5)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--mix-data", type=Path,
+                   help="a ShapesQA folder: mix the text warm-up's questions on fresh scenes of its generator "
+                        "(every category, one vector per object) into every batch")
+    p.add_argument("--mix-share", type=int, default=16, help="records per batch from --mix-data")
+    p.add_argument("--mix-scenes", type=int, default=6000, help="fresh scenes drawn for --mix-data")
     p.add_argument("--threads", type=int, default=1, help="torch threads")
     p.add_argument("--json", type=Path, help="raw rows as JSON")
     p.add_argument("--out", type=Path, help="markdown record (command, settings, table)")
@@ -184,10 +202,13 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     model = TrajVLMForConditionalGeneration.from_pretrained(args.model)
     processor = TrajVLMProcessor.from_pretrained(args.model)
+    mix = (fresh_object_qa_records(args.mix_data, args.mix_scenes, seed=args.seed, answer="text")
+           if args.mix_data else None)
     try:
         result = run_probe(model.language_model, processor, steps=args.steps, lr=args.lr,
                            batch_size=args.batch_size, eval_every=args.eval_every, eval_samples=args.eval_samples,
-                           lookalike_fraction=args.lookalike_fraction, seed=args.seed, arms=args.arms)
+                           lookalike_fraction=args.lookalike_fraction, seed=args.seed, arms=args.arms,
+                           mix=mix, mix_share=args.mix_share if mix else 0)
     except ValueError as e:
         p.error(str(e))
     command = "python -m trajvlm.train.lookup_probe " + " ".join(sys.argv[1:] if argv is None else argv)
