@@ -11,7 +11,7 @@ import torch
 
 from trajvlm.data.synthetic.scene import DIRECTIONS
 from trajvlm.testing import build_tiny_llama
-from trajvlm.train.lookup_probe import main, probe_record, probe_records, probe_scene, run_probe
+from trajvlm.train.lookup_probe import fresh_like, main, probe_record, probe_records, probe_scene, run_probe
 
 SHIPPED = Path(__file__).resolve().parents[1] / "trajvlm" / "assets" / "default_model"
 
@@ -71,6 +71,18 @@ def test_run_probe_trains_the_model_and_a_fresh_copy_on_the_same_batches(process
         run_probe(lm2, processor, steps=1, lr=1e-3, arms=("shipped",))
     with pytest.raises(ValueError, match=">= 1"):
         run_probe(lm2, processor, steps=0, lr=1e-3)
+
+
+def test_fresh_blocks_keep_only_the_embeddings(processor):
+    lm = build_tiny_llama(processor.tokenizer, hidden_size=32, num_layers=2, num_heads=2, seed=3)
+    for keep in (False, True):
+        new = fresh_like(lm, 0, keep_embeddings=keep)
+        same = {k for k, v in new.state_dict().items() if torch.equal(v, lm.state_dict()[k])}
+        embeddings = {"model.embed_tokens.weight", "lm_head.weight"}
+        assert embeddings <= same if keep else not embeddings & same
+        blocks = [k for k in lm.state_dict() if ".layers." in k and "proj" in k]
+        assert blocks and not any(k in same for k in blocks)  # every projection drawn anew
+        assert new.config.to_dict() == lm.config.to_dict()
 
 
 def test_run_probe_puts_the_mix_records_into_the_batches(processor):

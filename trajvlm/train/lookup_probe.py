@@ -9,8 +9,10 @@ samples (``lookalike_fraction``) two objects have the same colour and the questi
 its shape tells it from the other ("look-alike"). Scenes are drawn fresh for every batch, so nothing can be
 learned by heart.
 
-Two arms are trained side by side on the same batches with the same optimizer settings: the given model's own
-LLM ("model") and a freshly initialised LLM of the same configuration ("fresh"). Every ``eval_every`` steps each
+Up to three arms are trained side by side on the same batches with the same optimizer settings: the given
+model's own LLM ("model"), a freshly initialised LLM of the same configuration ("fresh") and one with the model's
+input embeddings and output head but new decoder blocks ("fresh_blocks": a trained connector still writes into
+its embedding space). Every ``eval_every`` steps each
 is scored teacher-forced (every answer token the argmax) on one fixed held-out set, look-alike and other
 questions apart. The question this answers: is a failure to pick one of two same-coloured objects a limit of
 the LLM's size and shape, or of what the trained LLM has already learned?
@@ -35,7 +37,7 @@ from ..data.synthetic.scene import COLOURS, DIRECTIONS, SHAPES
 from .default_model import question_record
 from .text_warmup import TextBatcher, answer_exact_match, fresh_object_qa_records
 
-ARMS = ("model", "fresh")
+ARMS = ("model", "fresh", "fresh_blocks")
 KINDS = ("lookalike", "other")
 
 
@@ -90,14 +92,21 @@ def probe_accuracy(lm, processor, records: list[dict], batch_size: int = 64) -> 
     return {k: sum(v) / len(v) for k, v in sorted(hits.items())}
 
 
-def fresh_like(lm, seed: int):
-    """A randomly initialised model of ``lm``'s class and configuration."""
+def fresh_like(lm, seed: int, *, keep_embeddings: bool = False):
+    """A randomly initialised model of ``lm``'s class and configuration; ``keep_embeddings``: with copies of
+    ``lm``'s input embeddings and output head (only the decoder blocks and the final norm are new), so vectors
+    written for ``lm``'s embedding space -- a trained connector's -- still mean the same words."""
     torch.manual_seed(seed)
-    return type(lm)(copy.deepcopy(lm.config))
+    new = type(lm)(copy.deepcopy(lm.config))
+    if keep_embeddings:
+        with torch.no_grad():
+            new.get_input_embeddings().weight.copy_(lm.get_input_embeddings().weight)
+            new.get_output_embeddings().weight.copy_(lm.get_output_embeddings().weight)
+    return new
 
 
 def run_probe(lm, processor, *, steps: int, lr: float, batch_size: int = 32, eval_every: int = 100,
-              eval_samples: int = 512, lookalike_fraction: float = 0.5, seed: int = 0, arms=ARMS,
+              eval_samples: int = 512, lookalike_fraction: float = 0.5, seed: int = 0, arms=ARMS[:2],
               mix: list[dict] | None = None, mix_share: int = 0, log=print) -> dict:
     """Train the arms side by side (AdamW, 10-step linear warm-up, constant lr, clip 1.0) on the same batches;
     returns {"rows": [{"step", "arm", "lookalike", "other", "loss"}...], settings...}.
@@ -113,7 +122,7 @@ def run_probe(lm, processor, *, steps: int, lr: float, batch_size: int = 32, eva
     bad = [a for a in arms if a not in ARMS]
     if bad or not arms:
         raise ValueError(f"arms must be a non-empty subset of {ARMS}, got {list(arms)}")
-    models = {a: (lm if a == "model" else fresh_like(lm, seed)) for a in arms}
+    models = {a: (lm if a == "model" else fresh_like(lm, seed, keep_embeddings=a == "fresh_blocks")) for a in arms}
     opts = {a: torch.optim.AdamW(m.parameters(), lr=lr, weight_decay=0.0) for a, m in models.items()}
     held_out = probe_records(eval_samples, random.Random(f"{seed}-eval"), lookalike_fraction)
     stream = random.Random(f"{seed}-train")
@@ -180,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", type=Path, default=Path(__file__).resolve().parents[1] / "assets" / "default_model",
                    help="a saved TrajVLM folder (default: the built-in default model)")
-    p.add_argument("--arms", nargs="+", choices=ARMS, default=list(ARMS))
+    p.add_argument("--arms", nargs="+", choices=ARMS, default=["model", "fresh"])
     p.add_argument("--steps", type=int, default=400)
     p.add_argument("--lr", type=float, default=5e-4)
     p.add_argument("--batch-size", type=int, default=32)
