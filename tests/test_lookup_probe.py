@@ -113,6 +113,12 @@ def test_cli_on_the_shipped_model_tells_the_kinds_apart(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["--model", str(tmp_path), "--steps", "1"])
     assert "no config.json" in capsys.readouterr().err
+    for bad, message in ((["--steps", "0"], "--steps must be >= 1"),
+                         (["--lookalike-fraction", "2"], "--lookalike-fraction must be in [0, 1]"),
+                         (["--mix-data", str(tmp_path), "--mix-share", "32"], "--mix-share must be in")):
+        with pytest.raises(SystemExit):
+            main(["--model", str(SHIPPED), *bad])
+        assert message in capsys.readouterr().err
 
 
 def test_cli_mixes_shapesqa_questions_in(tmp_path):

@@ -168,7 +168,8 @@ def markdown(result: dict, command: str) -> str:
     arms = list(dict.fromkeys(r["arm"] for r in result["rows"]))
     head = "| step | " + " | ".join(f"{a}: look-alike | {a}: other" for a in arms) + " |"
     lines = [f"    {command}", "",
-             f"lr {result['lr']}, batch {result['batch_size']} ({result['mix_share']} of them --mix-data records), "
+             f"lr {result['lr']}, batch {result['batch_size']}"
+             f"{f' ({m} of them --mix-data records)' if (m := result['mix_share']) else ''}, "
              f"{result['steps']} steps, "
              f"{result['eval_samples']} held-out questions ({100 * result['lookalike_fraction']:.0f} % look-alike), "
              f"{result['seconds']:.0f} s", "", head, "| ---: |" + " ---: | ---: |" * len(arms)]
@@ -208,18 +209,22 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if not (args.model / "config.json").is_file():
         p.error(f"--model {args.model}: no config.json there (not a saved TrajVLM folder)")
+    for name in ("steps", "batch_size", "eval_every", "eval_samples"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if not 0.0 <= args.lookalike_fraction <= 1.0:
+        p.error(f"--lookalike-fraction must be in [0, 1], got {args.lookalike_fraction}")
+    if args.mix_data and not 0 <= args.mix_share < args.batch_size:
+        p.error(f"--mix-share must be in [0, --batch-size), got {args.mix_share}")
     torch.set_num_threads(args.threads)
     model = TrajVLMForConditionalGeneration.from_pretrained(args.model)
     processor = TrajVLMProcessor.from_pretrained(args.model)
     mix = (fresh_object_qa_records(args.mix_data, args.mix_scenes, seed=args.seed, answer="text")
            if args.mix_data else None)
-    try:
-        result = run_probe(model.language_model, processor, steps=args.steps, lr=args.lr,
-                           batch_size=args.batch_size, eval_every=args.eval_every, eval_samples=args.eval_samples,
-                           lookalike_fraction=args.lookalike_fraction, seed=args.seed, arms=args.arms,
-                           mix=mix, mix_share=args.mix_share if mix else 0)
-    except ValueError as e:
-        p.error(str(e))
+    result = run_probe(model.language_model, processor, steps=args.steps, lr=args.lr, batch_size=args.batch_size,
+                       eval_every=args.eval_every, eval_samples=args.eval_samples,
+                       lookalike_fraction=args.lookalike_fraction, seed=args.seed, arms=args.arms,
+                       mix=mix, mix_share=args.mix_share if mix else 0)
     command = "python -m trajvlm.train.lookup_probe " + " ".join(sys.argv[1:] if argv is None else argv)
     if args.json:
         args.json.write_text(json.dumps({"command": command, **result}, indent=1))
