@@ -34,6 +34,7 @@ import torch
 
 from ..data.synthetic.questions import Question, direction_question
 from ..data.synthetic.scene import COLOURS, DIRECTIONS, SHAPES
+from ..demo.settings import default_model_path
 from .default_model import question_record
 from .text_warmup import TextBatcher, answer_exact_match, fresh_object_qa_records
 
@@ -188,8 +189,8 @@ def main(argv: list[str] | None = None) -> int:
 
     p = argparse.ArgumentParser(prog="python -m trajvlm.train.lookup_probe", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", type=Path, default=Path(__file__).resolve().parents[1] / "assets" / "default_model",
-                   help="a saved TrajVLM folder (default: the built-in default model)")
+    p.add_argument("--model", type=Path, default=default_model_path(),
+                   help="a saved TrajVLM folder (default: the built-in default model, or $TRAJVLM_DEMO_MODEL)")
     p.add_argument("--arms", nargs="+", choices=ARMS, default=["model", "fresh"])
     p.add_argument("--steps", type=int, default=400)
     p.add_argument("--lr", type=float, default=5e-4)
