@@ -25,7 +25,8 @@
 # Each step is skipped when its output exists (delete the folder to redo it); SEGMENTER=DIR reuses a segmenter
 # trained earlier by scripts/train_segmenter.py (DIR/backbone + DIR/trajtok), PARTS=DIR a tokenizer + Llama (DIR/llm,
 # warmed up when DIR/llm/text_warmup_phase{1,2}.json exist). Knobs (environment): WORK, PARTS, SEGMENTER,
-# NUM_VIDEOS, SEG_STEPS, SEG_MINUTES, SEG2_STEPS, SEG2_MINUTES, SEG2_LR, TEXT_SCENES, TEXT_STEPS, TEXT_MINUTES, TEXT_LR, TEXT2_SCENES, TEXT2_STEPS, STAGE1_STEPS, STAGE1_MINUTES,
+# NUM_VIDEOS, SEG_STEPS, SEG_MINUTES, SEG2_STEPS, SEG2_MINUTES, SEG2_LR, TEXT_SCENES, TEXT_STEPS, TEXT_MINUTES, TEXT_LR, TEXT2_SCENES, TEXT2_STEPS,
+# TEXT_PROBE_STEPS / TEXT_PROBE_RECORDS (phase 1 learns the look-alike lookup first / keeps its questions in the mix; 0 = off), STAGE1_STEPS, STAGE1_MINUTES,
 # STAGE2_STEPS, STAGE2_MINUTES, STAGE2_EXTRA_QA, STAGE2_LLM_LR, STAGE2_CONNECTOR_LR, TRACK_CACHE, BATCH, NUM_FRAMES, ROI_SIZE,
 # SPLIT_COMPONENTS (1 = TrajTok splits a slot holding separate look-alike objects, 0 = off), CONNECTOR (trajtok | patch), MASTER_PORT, INSTALL (1 = copy into assets).
 set -euo pipefail
@@ -47,6 +48,8 @@ TEXT_MINUTES=${TEXT_MINUTES:-40}
 TEXT_LR=${TEXT_LR:-1e-3}
 TEXT2_SCENES=${TEXT2_SCENES:-6000}
 TEXT2_STEPS=${TEXT2_STEPS:-300}
+TEXT_PROBE_STEPS=${TEXT_PROBE_STEPS:-0}      # text_warmup --probe-steps (session 19's rebuild: 300)
+TEXT_PROBE_RECORDS=${TEXT_PROBE_RECORDS:-0}  # text_warmup --probe-records (session 19's rebuild: 10000)
 STAGE1_STEPS=${STAGE1_STEPS:-2000}
 STAGE1_MINUTES=${STAGE1_MINUTES:-30}
 STAGE2_STEPS=${STAGE2_STEPS:-6000}
@@ -101,7 +104,8 @@ fi
 if [ ! -f "$PARTS/llm/text_warmup_phase1.json" ]; then
   stamp "3b/7 the Llama's text warm-up, phase 1: QA over object vectors of $TEXT_SCENES new scenes, 30 % with fragments ($TEXT_STEPS steps, <= $TEXT_MINUTES min)"
   $PY -m trajvlm.train.text_warmup --data "$DATA" --llm "$PARTS/llm" --lookups 0 --fresh-scenes "$TEXT_SCENES" --spurious 0.3 \
-      --answer text --steps "$TEXT_STEPS" --max-minutes "$TEXT_MINUTES" --batch 64 --lr "$TEXT_LR" --log-every 50 --val 200
+      --answer text --steps "$TEXT_STEPS" --max-minutes "$TEXT_MINUTES" --batch 64 --lr "$TEXT_LR" --log-every 50 --val 200 \
+      --probe-steps "$TEXT_PROBE_STEPS" --probe-records "$TEXT_PROBE_RECORDS"
   cp "$PARTS/llm/text_warmup.json" "$PARTS/llm/text_warmup_phase1.json"
 fi
 if [ ! -f "$PARTS/llm/text_warmup_phase2.json" ]; then

@@ -39,7 +39,7 @@ def build(**knobs: str) -> str:
 
 def test_build_script_from_nothing_then_reusing_its_parts(tmp_path):
     first = tmp_path / "first"
-    log = build(WORK=str(first))
+    log = build(WORK=str(first), TEXT_PROBE_STEPS="2", TEXT_PROBE_RECORDS="6")
     for step in ("1/7", "2/7", "2b/7", "3/7", "3b/7", "3c/7", "4/7", "5/7", "6/7"):
         assert f"] {step} " in log, step
     # 2b trained the segmenter further on the same backbone, and the model was built on that segmenter
@@ -61,6 +61,9 @@ def test_build_script_from_nothing_then_reusing_its_parts(tmp_path):
     extra = [r for r in sft if "_x0q" in r["id"]]  # STAGE2_EXTRA_QA=1: one more question draw per train video
     assert extra and len(sft) == len(json.loads((data / "train_qa.json").read_text())) + len(extra)
     assert {"text_warmup_phase1.json", "text_warmup_phase2.json"} <= set(os.listdir(first / "parts" / "llm"))
+    phase1 = json.loads((first / "parts" / "llm" / "text_warmup_phase1.json").read_text())
+    assert phase1["probe"]["steps"] == 2  # TEXT_PROBE_STEPS reached phase 1 (phase 2 never runs the probe)
+    assert "probe" not in json.loads((first / "parts" / "llm" / "text_warmup_phase2.json").read_text())
 
     second = tmp_path / "second"
     warmed = (first / "parts" / "llm" / "model.safetensors").read_bytes()

@@ -11,7 +11,8 @@ import torch
 
 from trajvlm.data.synthetic.scene import DIRECTIONS
 from trajvlm.testing import build_tiny_llama
-from trajvlm.train.lookup_probe import fresh_like, main, probe_record, probe_records, probe_scene, run_probe
+from trajvlm.train.lookalike_scenes import probe_record, probe_records, probe_scene
+from trajvlm.train.lookup_probe import fresh_like, main, run_probe
 
 SHIPPED = Path(__file__).resolve().parents[1] / "trajvlm" / "assets" / "default_model"
 

@@ -398,3 +398,41 @@ def test_warm_up_with_fewer_records_than_a_batch(shapes, parts):
     assert any(not torch.equal(a, b) for a, b in zip(before, lm.parameters()))
     with pytest.raises(ValueError, match="no training records"):
         warm_up(lm, TextBatcher(proc, []), None, torch.tensor([0]), steps=1, lr=1e-3, batch_size=2)
+
+
+def test_probe_records_join_the_mix(shapes):
+    records = text_warmup_records(shapes, lookups=0, probe=40, seed=3)
+    assert len(records) == 40 and all(r["id"].startswith("probe") and r["objects"] for r in records)
+    kinds = [r["category"] for r in records]
+    assert set(kinds) == {"lookalike", "other"}  # half look-alike on average, both present in 40
+    with_lookups = text_warmup_records(shapes, lookups=8, probe=5, seed=3)
+    assert sum(r["id"].startswith("probe") for r in with_lookups) == 5 and len(with_lookups) == 13
+
+
+def test_main_runs_the_lookup_probe_first_and_mixes_its_questions(shapes, parts, tmp_path):
+    from safetensors.torch import load_file
+
+    llm, before = _llm_copy(parts, tmp_path)
+    assert main(["--data", str(shapes), "--llm", str(llm), "--steps", "2", "--batch", "4", "--lookups", "0",
+                 "--probe-steps", "3", "--probe-lr", "1e-3", "--probe-records", "10", "--val", "0",
+                 "--log-every", "1"]) == 0
+    record = json.loads((llm / "text_warmup.json").read_text())
+    assert record["steps"] == 2
+    probe = record["probe"]
+    assert probe["steps"] == 3 and probe["lr"] == 1e-3
+    assert [(r["step"], r["arm"]) for r in probe["rows"]] == [(0, "model"), (3, "model")]
+    assert all(0.0 <= r["lookalike"] <= 1.0 for r in probe["rows"])
+    train = json.loads((shapes / "train_text.json").read_text())
+    assert len(train) == 10 and all(r["id"].startswith("probe") for r in train)
+    after = load_file(str(llm / "model.safetensors"))
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+
+
+@pytest.mark.parametrize("flag, value, message", [("--probe-steps", "-1", "--probe-steps must be >= 0"),
+                                                  ("--probe-records", "-2", "--probe-records must be >= 0"),
+                                                  ("--probe-lr", "0", "--probe-lr must be > 0")])
+def test_main_refuses_bad_probe_options(shapes, parts, tmp_path, capsys, flag, value, message):
+    llm, _ = _llm_copy(parts, tmp_path)
+    with pytest.raises(SystemExit):
+        main(["--data", str(shapes), "--llm", str(llm), "--steps", "1", flag, value])
+    assert message in capsys.readouterr().err

@@ -6,8 +6,9 @@ colour, shape and direction words, the text warm-up's stand-in for a trajectory 
 (``text_warmup.TextBatcher``) -- followed by the ShapesQA direction question about one of them with the four
 directions as options, answered with the option's text (the shipped model's answer format). In a share of the
 samples (``lookalike_fraction``) two objects have the same colour and the question is about one of them: only
-its shape tells it from the other ("look-alike"). Scenes are drawn fresh for every batch, so nothing can be
-learned by heart.
+its shape tells it from the other ("look-alike"; the questions: ``lookalike_scenes``). Scenes are drawn fresh
+for every batch, so nothing can be learned by heart. ``text_warmup --probe-steps`` runs this training first on a
+new Llama.
 
 Up to three arms are trained side by side on the same batches with the same optimizer settings: the given
 model's own LLM ("model"), a freshly initialised LLM of the same configuration ("fresh") and one with the model's
@@ -32,48 +33,11 @@ from pathlib import Path
 
 import torch
 
-from ..data.synthetic.questions import Question, direction_question
-from ..data.synthetic.scene import COLOURS, DIRECTIONS, SHAPES
 from ..demo.settings import default_model_path
-from .default_model import question_record
+from .lookalike_scenes import KINDS, probe_records
 from .text_warmup import TextBatcher, answer_exact_match, fresh_object_qa_records
 
 ARMS = ("model", "fresh", "fresh_blocks")
-KINDS = ("lookalike", "other")
-
-
-def probe_scene(rng: random.Random, lookalike: bool) -> tuple[list[tuple[str, str, str]], int]:
-    """(colour, shape, direction) of 2-5 objects with distinct colour + shape pairs, and the index of the object
-    asked about. ``lookalike``: at least two objects share a colour and the target is one of them; otherwise
-    every colour is different (the colour alone finds the target)."""
-    n = rng.randint(2, 5)
-    colours = rng.sample(list(COLOURS), n)
-    if lookalike:
-        colours[1] = colours[0]
-    pairs: list[tuple[str, str]] = []
-    for c in colours:
-        pairs.append((c, rng.choice([s for s in SHAPES if (c, s) not in pairs])))
-    order = rng.sample(range(n), n)
-    objects = [(pairs[i][0], pairs[i][1], rng.choice(DIRECTIONS)) for i in order]
-    target = order.index(rng.randint(0, 1)) if lookalike else rng.randrange(n)
-    return objects, target
-
-
-def probe_record(rng: random.Random, lookalike: bool, index: int) -> dict:
-    """One text-warm-up record (``objects`` + a direction question answered with the option's text)."""
-    objects, t = probe_scene(rng, lookalike)
-    colour, shape, direction = objects[t]
-    options = tuple(rng.sample(DIRECTIONS, len(DIRECTIONS)))
-    q = Question("direction", direction_question(f"{colour} {shape}"), options, options.index(direction), t)
-    return {"id": f"probe{index}", "category": KINDS[0] if lookalike else KINDS[1],
-            "conversations": question_record(q, "text")["conversations"], "objects": [list(o) for o in objects]}
-
-
-def probe_records(n: int, rng: random.Random, lookalike_fraction: float = 0.5, *, start: int = 0) -> list[dict]:
-    """``n`` records, each a look-alike question with probability ``lookalike_fraction``."""
-    if not 0.0 <= lookalike_fraction <= 1.0:
-        raise ValueError(f"lookalike_fraction must be in [0, 1], got {lookalike_fraction!r}")
-    return [probe_record(rng, rng.random() < lookalike_fraction, start + i) for i in range(n)]
 
 
 @torch.no_grad()
@@ -169,11 +133,11 @@ def markdown(result: dict, command: str) -> str:
     arms = list(dict.fromkeys(r["arm"] for r in result["rows"]))
     head = "| step | " + " | ".join(f"{a}: look-alike | {a}: other" for a in arms) + " |"
     lines = [f"    {command}", "",
-             f"lr {result['lr']}, batch {result['batch_size']}"
-             f"{f' ({m} of them --mix-data records)' if (m := result['mix_share']) else ''}, "
-             f"{result['steps']} steps, "
-             f"{result['eval_samples']} held-out questions ({100 * result['lookalike_fraction']:.0f} % look-alike), "
-             f"{result['seconds']:.0f} s", "", head, "| ---: |" + " ---: | ---: |" * len(arms)]
+             (f"lr {result['lr']}, batch {result['batch_size']}"
+              f"{f' ({m} of them --mix-data records)' if (m := result['mix_share']) else ''}, "
+              f"{result['steps']} steps, "
+              f"{result['eval_samples']} held-out questions ({100 * result['lookalike_fraction']:.0f} % look-alike), "
+              f"{result['seconds']:.0f} s"), "", head, "| ---: |" + " ---: | ---: |" * len(arms)]
     by_step: dict[int, dict] = {}
     for r in result["rows"]:
         by_step.setdefault(r["step"], {})[r["arm"]] = r

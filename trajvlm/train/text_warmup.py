@@ -27,6 +27,13 @@ the exact chat format of stage 2 so what it learns carries over:
   answers " cyan" (the letter binding is not learned by this LLM in our budget). Measured (session 5: 1,200 steps,
   37 min): held-out exact answers 97.5 % attribute, 100 % counting, 93 % direction, 100 % needle, 86 % temporal
   order; stage 1 then trains only the connector to write such vectors from video.
+- the look-alike lookup first (``--probe-steps N``, ``--probe-records N``): a fresh Llama trained on the object
+  QA learns to find an object by its colour and stops there; two objects of one colour are then told apart by
+  nothing (session 16-18: look-alike direction ~60 % from ideal vectors). ``--probe-steps`` trains it first on
+  ``trajvlm.train.lookup_probe``'s questions alone (one of two same-coloured objects named by colour + shape;
+  batch 32, ``--probe-lr``), and ``--probe-records`` keeps that many of them in the warm-up's mix (half
+  look-alike). Session 19 (300 steps, 10,000 records, then the build's phase 1): see
+  eval/results/default_model.md.
 
 The LLM folder is overwritten in place (weights + ``text_warmup.json`` with the loss / accuracy record), and the
 records are also written to ``DATA/train_text.json`` so stage 2 can keep mixing them in.
@@ -59,6 +66,7 @@ from .default_model import (
     option_text,
     question_record,
 )
+from .lookalike_scenes import probe_records
 
 TEXT_FILE = "train_text.json"  # written into the ShapesQA folder
 ANSWER_HINT = "Answer with the option's letter from the given choices directly."
@@ -221,10 +229,11 @@ def option_lookup_records(data_dir: str | os.PathLike, split: str = "train", *, 
 
 def text_warmup_records(data_dir: str | os.PathLike, split: str = "train", *, lookups: int = 20000,
                         scene_qa: bool = False, scene_words: int = 0, object_qa: int = 0, fresh_scenes: int = 0,
-                        spurious: float = 0.0, answer: str = "text_letter", seed: int = 0) -> list[dict]:
+                        spurious: float = 0.0, answer: str = "text_letter", probe: int = 0,
+                        seed: int = 0) -> list[dict]:
     """Option lookups (+ the split's scene QA when ``scene_qa``, + ``scene_words`` copies of the word-scene
     records, + ``object_qa`` copies of the object-vector QA records and the QA of ``fresh_scenes`` new scenes,
-    answered in format ``answer``), shuffled."""
+    answered in format ``answer``, + ``probe`` look-alike lookup questions, half of them look-alike), shuffled."""
     records = option_lookup_records(data_dir, split, n=lookups, seed=seed) if lookups else []
     if scene_qa:
         records += scene_qa_records(data_dir, split)
@@ -234,6 +243,8 @@ def text_warmup_records(data_dir: str | os.PathLike, split: str = "train", *, lo
         records += object_qa_records(data_dir, split, copies=object_qa, seed=seed, answer=answer)
     if fresh_scenes:
         records += fresh_object_qa_records(data_dir, fresh_scenes, seed=seed, spurious=spurious, answer=answer)
+    if probe:
+        records += probe_records(probe, random.Random(f"{seed}-probe"), 0.5)
     random.Random(seed).shuffle(records)
     return records
 
@@ -425,11 +436,22 @@ def main(argv: list[str] | None = None) -> int:
                    help="--fresh-scenes: probability of 1-2 extra 'background' vectors anywhere in a scene (object_words)")
     p.add_argument("--answer", choices=ANSWER_FORMATS, default="text_letter",
                    help="answer format of the --object-qa records: ' red' (text) or ' red (B)' (text_letter)")
+    p.add_argument("--probe-steps", type=int, default=0, metavar="N",
+                   help="first train N steps on the lookup probe's questions alone (trajvlm.train.lookup_probe: "
+                        "one of two same-coloured objects named by colour + shape; batch 32, fresh every batch)")
+    p.add_argument("--probe-lr", type=float, default=5e-4, help="learning rate of --probe-steps")
+    p.add_argument("--probe-records", type=int, default=0, metavar="N",
+                   help="mix N of the lookup probe's questions (half look-alike) into the warm-up records")
     p.add_argument("--max-minutes", type=float, default=None)
     p.add_argument("--log-every", type=int, default=100)
     p.add_argument("--val", type=int, default=400, help="val records for the final held-out accuracy (0 = none)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
+    for name in ("probe_steps", "probe_records"):
+        if getattr(args, name) < 0:
+            p.error(f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}")
+    if args.probe_lr <= 0:
+        p.error(f"--probe-lr must be > 0, got {args.probe_lr}")
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     tok = AutoTokenizer.from_pretrained(args.llm)
     lm = LlamaForCausalLM.from_pretrained(args.llm)
@@ -439,9 +461,10 @@ def main(argv: list[str] | None = None) -> int:
     records = text_warmup_records(args.data, lookups=args.lookups, scene_qa=args.scene_qa,
                                   scene_words=args.scene_words, object_qa=args.object_qa,
                                   fresh_scenes=args.fresh_scenes, spurious=args.spurious, answer=args.answer,
-                                  seed=args.seed)
+                                  probe=args.probe_records, seed=args.seed)
     if not records:
-        p.error("nothing to train on: --lookups 0 without --scene-qa, --scene-words, --object-qa or --fresh-scenes")
+        p.error("nothing to train on: --lookups 0 without --scene-qa, --scene-words, --object-qa, --fresh-scenes "
+                "or --probe-records")
     Path(args.data, TEXT_FILE).write_text(json.dumps(records))
     val = None
     if args.val:
@@ -455,10 +478,20 @@ def main(argv: list[str] | None = None) -> int:
             val_records += object_qa_records(args.data, "val", seed=args.seed + 1, answer=args.answer)[: args.val]
         val = TextBatcher(proc, val_records, embed=lm.get_input_embeddings())
     print(f"{len(records)} text records -> {Path(args.data, TEXT_FILE)}; warming up {args.llm}", flush=True)
+    probe = None
+    if args.probe_steps:
+        from .lookup_probe import (
+            run_probe,  # it builds on this module's TextBatcher: imported here, not at the top
+        )
+
+        print(f"lookup probe first: {args.probe_steps} steps, lr {args.probe_lr}", flush=True)
+        probe = run_probe(lm, proc, steps=args.probe_steps, lr=args.probe_lr, arms=("model",), seed=args.seed)
     letter_ids = torch.tensor(tok.convert_tokens_to_ids(list("ABCD")))
     train = TextBatcher(proc, records, embed=lm.get_input_embeddings())
     record = warm_up(lm, train, val, letter_ids, steps=args.steps, lr=args.lr, batch_size=args.batch,
                      max_minutes=args.max_minutes, log_every=args.log_every, seed=args.seed)
+    if probe is not None:
+        record["probe"] = probe
     lm.save_pretrained(args.llm)
     Path(args.llm, "text_warmup.json").write_text(json.dumps(record, indent=1))
     if val is not None:
