@@ -32,8 +32,9 @@ the exact chat format of stage 2 so what it learns carries over:
   nothing (session 16-18: look-alike direction ~60 % from ideal vectors). ``--probe-steps`` trains it first on
   ``trajvlm.train.lookup_probe``'s questions alone (one of two same-coloured objects named by colour + shape;
   batch 32, ``--probe-lr``), and ``--probe-records`` keeps that many of them in the warm-up's mix (half
-  look-alike). Session 19 (300 steps, 10,000 records, then the build's phase 1): see
-  eval/results/default_model.md.
+  look-alike). Session 19: 300 probe steps, then the build's phase 1 and 900 more steps at lr 5e-4, no probe
+  records (they slowed the rest down): look-alike direction 95.3 % from ideal vectors, the other categories
+  99.5-100 % but temporal order; see eval/results/default_model.md.
 
 The LLM folder is overwritten in place (weights + ``text_warmup.json`` with the loss / accuracy record), and the
 records are also written to ``DATA/train_text.json`` so stage 2 can keep mixing them in.
