@@ -481,9 +481,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(records)} text records -> {Path(args.data, TEXT_FILE)}; warming up {args.llm}", flush=True)
     probe = None
     if args.probe_steps:
-        from .lookup_probe import (
-            run_probe,  # it builds on this module's TextBatcher: imported here, not at the top
-        )
+        # lookup_probe builds on this module's TextBatcher, so it is imported here, not at the top
+        from .lookup_probe import run_probe
 
         print(f"lookup probe first: {args.probe_steps} steps, lr {args.probe_lr}", flush=True)
         probe = run_probe(lm, proc, steps=args.probe_steps, lr=args.probe_lr, arms=("model",), seed=args.seed)
