@@ -63,9 +63,9 @@ def put_llm(model_dir: Path, llm_dir: Path, out: Path) -> None:
     if diff:
         raise ValueError(f"{llm_dir}: its config differs from {model_dir}'s LLM in "
                          + ", ".join(f"{k} ({got.get(k)!r} vs {want.get(k)!r})" for k in diff))
-    if (Path(llm_dir) / "tokenizer_config.json").is_file():
-        if AutoTokenizer.from_pretrained(llm_dir).get_vocab() != AutoTokenizer.from_pretrained(model_dir).get_vocab():
-            raise ValueError(f"{llm_dir}: its tokenizer's vocabulary is not {model_dir}'s")
+    has_tokenizer = (Path(llm_dir) / "tokenizer_config.json").is_file()
+    if has_tokenizer and AutoTokenizer.from_pretrained(llm_dir).get_vocab() != AutoTokenizer.from_pretrained(model_dir).get_vocab():
+        raise ValueError(f"{llm_dir}: its tokenizer's vocabulary is not {model_dir}'s")
     llm = LlamaForCausalLM.from_pretrained(llm_dir)
     model.language_model.load_state_dict(llm.state_dict(), strict=True)
     model.save_pretrained(out)
