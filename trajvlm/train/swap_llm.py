@@ -7,10 +7,10 @@ tokenizer, processor).
 ``fresh`` writes LLM = a randomly initialised Llama of MODEL's LLM configuration with MODEL's tokenizer: a folder
 ``text_warmup --llm LLM`` trains in place. ``put`` writes NEW = MODEL with LLM's weights as its language model; LLM
 must have MODEL's LLM configuration (apart from bookkeeping such as ``use_cache``) and, when it carries a tokenizer,
-the same vocabulary, or nothing is written. Used for the default model in session 20: the shipped model's LLM could
-not learn to tell two same-coloured objects apart (eval/results/default_model.md, sessions 16-19), so a fresh Llama
-was taught that first (``text_warmup --probe-steps``) and put in its place, then stage 1 and stage 2 retrained the
-connector and LLM on video.
+the same vocabulary, or nothing is written. Used in session 20 to rebuild the default model: the shipped model's LLM
+could not learn to tell two same-coloured objects apart (eval/results/default_model.md, sessions 16-19), so a fresh
+Llama was taught that first (``text_warmup --probe-steps``) and put in its place, then stage 1 and stage 2 retrained
+the connector and LLM on video (direction better, temporal order worse: not shipped; "Session 20").
 """
 
 from __future__ import annotations
