@@ -263,7 +263,7 @@ class TrajVLMForConditionalGeneration(TrajVLMPreTrainedModel, GenerationMixin):
             # weights' dtype is in the digest anyway), so stage 2 loading stage 1's checkpoint finds its tracks;
             # nor the fields only the trajectory encoder reads (tracks are made before it)
             config = {k: v for k, v in self.config.trajtok_config.to_dict().items()
-                      if k not in _CONFIG_BOOKKEEPING and k not in _ENCODER_ONLY_FIELDS}
+                      if k not in CONFIG_BOOKKEEPING and k not in _ENCODER_ONLY_FIELDS}
             fingerprint = state_fingerprint(
                 self.vision_tower.state_dict(), self.connector.segmenter.state_dict(),
                 json.dumps(config, sort_keys=True, default=str), f"tracks-v{track_cache_module.TRACKS_VERSION}")
@@ -571,7 +571,8 @@ class TrajVLMForConditionalGeneration(TrajVLMPreTrainedModel, GenerationMixin):
         return from_parts(vision, llm, **kwargs)
 
 
-_CONFIG_BOOKKEEPING = ("transformers_version", "dtype", "torch_dtype", "_name_or_path", "architectures")
+# config fields that say how a config was saved, not what the model is (also used by trajvlm.train.swap_llm)
+CONFIG_BOOKKEEPING = ("transformers_version", "dtype", "torch_dtype", "_name_or_path", "architectures")
 # TrajTok fields that change the tokens but not the tracks (the track cache's fingerprint leaves them out)
 _ENCODER_ONLY_FIELDS = ("shape_dim",)
 

@@ -58,14 +58,16 @@ def read_weights(src: Path) -> tuple[dict[str, torch.Tensor], dict | None]:
         raise _unreadable(src, e) from e
 
 
-def load_model(model_dir: Path):
-    """TrajVLMForConditionalGeneration.from_pretrained(MODEL_DIR), with a missing or unreadable model.safetensors
-    reported as weights_file / read_weights do (naming the file) instead of safetensors' bare message."""
-    from trajvlm.model import TrajVLMForConditionalGeneration
+def load_model(model_dir: Path, model_class=None):
+    """MODEL_CLASS.from_pretrained(MODEL_DIR) (default TrajVLMForConditionalGeneration), with a missing or
+    unreadable model.safetensors reported as weights_file / read_weights do (naming the file) instead of
+    safetensors' bare message."""
+    if model_class is None:
+        from trajvlm.model import TrajVLMForConditionalGeneration as model_class
 
     src = weights_file(model_dir)
     try:
-        return TrajVLMForConditionalGeneration.from_pretrained(model_dir)
+        return model_class.from_pretrained(model_dir)
     except SafetensorError as e:
         raise _unreadable(src, e) from e
 

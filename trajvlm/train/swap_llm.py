@@ -20,6 +20,8 @@ from pathlib import Path
 
 from transformers import AutoConfig, AutoTokenizer, LlamaForCausalLM
 
+from trajvlm.model.modeling_trajvlm import CONFIG_BOOKKEEPING
+
 from .lookup_probe import fresh_like
 from .model_folder import (
     SAVED,
@@ -27,12 +29,11 @@ from .model_folder import (
     config_file,
     copy_other_files,
     load_model,
-    read_weights,
     weights_file,
 )
 
-# LLM config fields that say how it was saved or last run, not what it is
-_BOOKKEEPING = {"_name_or_path", "transformers_version", "use_cache", "dtype", "torch_dtype", "architectures"}
+# LLM config fields that say how it was saved or last run, not what it is (training saves its LLM with use_cache off)
+_BOOKKEEPING = {*CONFIG_BOOKKEEPING, "use_cache"}
 
 
 def _shape(config) -> dict:
@@ -55,7 +56,7 @@ def put_llm(model_dir: Path, llm_dir: Path, out: Path) -> None:
     """Write OUT = MODEL_DIR with LLM_DIR's weights as its language model (same config and vocabulary required)."""
     config_file(model_dir)
     config_file(llm_dir)
-    read_weights(weights_file(llm_dir))  # a missing or unreadable file is named before anything is loaded
+    weights_file(llm_dir)
     check_new_folder(model_dir, out)
     model = load_model(model_dir)
     want, got = _shape(model.config.text_config), _shape(AutoConfig.from_pretrained(llm_dir))
@@ -66,7 +67,7 @@ def put_llm(model_dir: Path, llm_dir: Path, out: Path) -> None:
     has_tokenizer = (Path(llm_dir) / "tokenizer_config.json").is_file()
     if has_tokenizer and AutoTokenizer.from_pretrained(llm_dir).get_vocab() != AutoTokenizer.from_pretrained(model_dir).get_vocab():
         raise ValueError(f"{llm_dir}: its tokenizer's vocabulary is not {model_dir}'s")
-    llm = LlamaForCausalLM.from_pretrained(llm_dir)
+    llm = load_model(llm_dir, LlamaForCausalLM)
     model.language_model.load_state_dict(llm.state_dict(), strict=True)
     model.save_pretrained(out)
     copy_other_files(model_dir, out, SAVED)
