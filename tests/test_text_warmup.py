@@ -436,3 +436,31 @@ def test_main_refuses_bad_probe_options(shapes, parts, tmp_path, capsys, flag, v
     with pytest.raises(SystemExit):
         main(["--data", str(shapes), "--llm", str(llm), "--steps", "1", flag, value])
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+def test_warm_up_bf16_autocasts_the_products_and_keeps_float32_weights(shapes, parts, bf16):
+    """--bf16: the LLM's linear layers compute in bfloat16, the weights it updates stay float32."""
+    from transformers import LlamaForCausalLM
+
+    from trajvlm.train.text_warmup import warm_up
+
+    lm = LlamaForCausalLM.from_pretrained(parts)
+    proc = _processor(parts)
+    seen = []
+    lm.model.layers[0].self_attn.q_proj.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+    before = [p.detach().clone() for p in lm.parameters()]
+    record = warm_up(lm, TextBatcher(proc, text_warmup_records(shapes, lookups=8)), None, torch.tensor([0]),
+                     steps=3, lr=1e-3, batch_size=4, log_every=1, bf16=bf16)
+    assert seen == [torch.bfloat16 if bf16 else torch.float32] * 3
+    assert all(p.dtype == torch.float32 for p in lm.parameters())
+    assert any(not torch.equal(a, b) for a, b in zip(before, lm.parameters()))
+    assert record["bf16"] is bf16 and all(r["loss"] > 0 for r in record["log"])
+
+
+def test_main_bf16_flag_reaches_the_record(shapes, parts, tmp_path):
+    llm, _ = _llm_copy(parts, tmp_path)
+    assert main(["--data", str(shapes), "--llm", str(llm), "--steps", "3", "--batch", "4", "--lookups", "8",
+                 "--val", "0", "--log-every", "1", "--bf16"]) == 0
+    record = json.loads((llm / "text_warmup.json").read_text())
+    assert record["bf16"] is True and record["steps"] == 3
