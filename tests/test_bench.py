@@ -193,3 +193,21 @@ def test_eval_scripts_entry_points(script):
                          text=True, timeout=300, check=False)
     assert out.returncode == 0, out.stderr
     assert f"python eval/{script}.py" in out.stdout
+
+
+def test_bench_train_bf16_variant(tiny_trajvlm_dir, tmp_path):
+    """--bf16 times a bfloat16 copy of the TrajVLM next to float32 and reports their ratio (the float32 model is not
+    cast: its row and the patch row are as without the flag)."""
+    from trajvlm.cli import main
+
+    md, js = tmp_path / "train.md", tmp_path / "train.json"
+    assert main(["bench", "train", "--model", str(tiny_trajvlm_dir), "--frames", "8", "--batch", "2", "--steps", "2",
+                 "--warmup", "0", "--bf16", "--out", str(md), "--json", str(js)]) == 0
+    raw = json.loads(js.read_text())
+    assert [r["variant"] for r in raw] == ["trajvlm", "trajvlm_bf16", "patch"]
+    assert all(r["samples_per_s"] > 0 and np.isfinite(r["losses"]).all() for r in raw)
+    rows = _table(md.read_text())
+    assert len(rows) == 3
+    by = {r["variant"]: r for r in raw}
+    assert rows[1][-1] == f"{by['trajvlm_bf16']['samples_per_s'] / by['trajvlm']['samples_per_s']:.2f}x"
+    assert rows[0][-1] == "" and rows[2][-1] == ""

@@ -67,6 +67,8 @@ def train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, default=6, help="timed steps per variant and frame count")
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--seg-loss", action="store_true", help="TrajVLM also trains with its segmentation loss")
+    p.add_argument("--bf16", action="store_true",
+                   help="also time the TrajVLM cast to bfloat16 (DeepSpeed's bf16 compute dtype) and report bf16 ÷ float32")
     p.add_argument("--out", type=Path)
     p.add_argument("--json", type=Path)
 

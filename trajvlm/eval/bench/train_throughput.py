@@ -8,12 +8,15 @@ the connector and the projector train (AdamW). A step is forward + backward + op
 ShapesQA val clips (raw frames, pre-processed once, outside the timing) with their captions as targets, LM loss
 only (``--seg-loss`` adds TrajTok's segmentation loss on the clips' exact masks, which only TrajVLM can use).
 Steps alternate between the variants (A B, B A, ...); after ``--warmup`` steps each, every step is timed and
-the table reports batch / median step time.
+the table reports batch / median step time. ``--bf16`` also times a copy of the TrajVLM cast to bfloat16 (the
+dtype DeepSpeed's bf16 mode computes in; its float32 master-weight update is not part of the step here) and
+reports bf16 ÷ float32 samples/s.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import statistics
 import sys
 import time
@@ -32,7 +35,7 @@ from .common import (
 )
 from .videos import shapesqa_val_examples
 
-VARIANTS = ("trajvlm", "patch")
+BF16 = "trajvlm_bf16"
 
 
 def make_batch(processor, examples, num_frames: int):
@@ -64,10 +67,14 @@ def prepare(model) -> torch.optim.Optimizer:
     return torch.optim.AdamW(params, lr=1e-5)
 
 
-def run(bm, frame_counts, *, batch_size: int, steps: int, warmup: int, seg_loss: bool, log=print) -> list[dict]:
+def run(bm, frame_counts, *, batch_size: int, steps: int, warmup: int, seg_loss: bool, bf16: bool = False,
+        log=print) -> list[dict]:
     traj = bm.model
     patch = patch_twin(traj, share=False)
     models = {"trajvlm": traj, "patch": patch}
+    if bf16:
+        models = {"trajvlm": traj, BF16: copy.deepcopy(traj).to(torch.bfloat16), "patch": patch}
+    variants = tuple(models)
     opts = {k: prepare(m) for k, m in models.items()}
     trainable = {k: sum(p.numel() for p in m.parameters() if p.requires_grad) for k, m in models.items()}
     rows = []
@@ -77,17 +84,17 @@ def run(bm, frame_counts, *, batch_size: int, steps: int, warmup: int, seg_loss:
         batch, masks, graphs = make_batch(bm.processor, examples, t)
         with torch.no_grad():
             tokens = {k: m.encode_video(batch["pixel_values_videos"][:1]).num_tokens[0] for k, m in models.items()}
-        times: dict[str, list[float]] = {k: [] for k in VARIANTS}
-        losses: dict[str, list[float]] = {k: [] for k in VARIANTS}
+        times: dict[str, list[float]] = {k: [] for k in variants}
+        losses: dict[str, list[float]] = {k: [] for k in variants}
         for i in range(warmup + steps):
-            for v in (VARIANTS if i % 2 == 0 else VARIANTS[::-1]):
-                use_seg = seg_loss and v == "trajvlm"
+            for v in (variants if i % 2 == 0 else variants[::-1]):
+                use_seg = seg_loss and v != "patch"
                 dt, loss = train_step(models[v], opts[v], batch, masks if use_seg else None, graphs if use_seg else None)
                 if i >= warmup:
                     times[v].append(dt)
                     losses[v].append(loss)
                 log(f"  T={t} step {i} {v}: {dt:.2f} s, loss {loss:.3f}{' (warm-up)' if i < warmup else ''}")
-        for v in VARIANTS:
+        for v in variants:
             med = statistics.median(times[v])
             rows.append({"frames": t, "variant": v, "batch": batch_size, "visual_tokens_per_sample": tokens[v],
                          "step_s_median": med, "step_s_min": min(times[v]), "step_s_max": max(times[v]),
@@ -97,15 +104,22 @@ def run(bm, frame_counts, *, batch_size: int, steps: int, warmup: int, seg_loss:
 
 
 def table(rows: list[dict]) -> str:
+    with_bf16 = any(r["variant"] == BF16 for r in rows)
     head = ["frames", "variant", "visual tokens / sample", "step s, median (min-max)", "samples/s",
-            "TrajVLM ÷ patch samples/s"]
+            "TrajVLM ÷ patch samples/s"] + (["bf16 ÷ float32 samples/s"] if with_bf16 else [])
     out = ["| " + " | ".join(head) + " |", "|" + "|".join(["---:"] * len(head)) + "|"]
     patch = {r["frames"]: r for r in rows if r["variant"] == "patch"}
+    fp32 = {r["frames"]: r for r in rows if r["variant"] == "trajvlm"}
     for r in rows:
         b = patch.get(r["frames"])
-        ratio = f"{r['samples_per_s'] / b['samples_per_s']:.1f}x" if b and r["variant"] == "trajvlm" else ""
-        out.append(f"| {r['frames']} | {r['variant']} | {r['visual_tokens_per_sample']:,} | {r['step_s_median']:.2f} "
-                   f"({r['step_s_min']:.2f}-{r['step_s_max']:.2f}) | {r['samples_per_s']:.2f} | {ratio} |")
+        ratio = f"{r['samples_per_s'] / b['samples_per_s']:.1f}x" if b and r["variant"] != "patch" else ""
+        cells = [str(r["frames"]), r["variant"], f"{r['visual_tokens_per_sample']:,}",
+                 f"{r['step_s_median']:.2f} ({r['step_s_min']:.2f}-{r['step_s_max']:.2f})", f"{r['samples_per_s']:.2f}",
+                 ratio]
+        if with_bf16:
+            f = fp32.get(r["frames"])
+            cells.append(f"{r['samples_per_s'] / f['samples_per_s']:.2f}x" if f and r["variant"] == BF16 else "")
+        out.append("| " + " | ".join(cells) + " |")
     return "\n".join(out)
 
 
@@ -120,7 +134,7 @@ def run_cli(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     bm = load_bench_model(args.model, args.segmenter)
     t0 = time.perf_counter()
     rows = run(bm, args.frames, batch_size=args.batch, steps=args.steps, warmup=args.warmup, seg_loss=args.seg_loss,
-               log=lambda s: print(s, file=sys.stderr, flush=True))
+               bf16=args.bf16, log=lambda s: print(s, file=sys.stderr, flush=True))
     wall = time.perf_counter() - t0
     tab = table(rows)
     print_results(tab, args.json, rows)
@@ -129,7 +143,7 @@ def run_cli(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             *record_header("# Finetuning throughput: TrajVLM vs the patch baseline (CPU)", parser, args, info),
             "",
             f"Model: {bm.source}. Trainable parameters: "
-            + ", ".join(f"{r['variant']} {r['trainable_params']:,}" for r in rows[:2])
+            + ", ".join(f"{r['variant']} {r['trainable_params']:,}" for r in rows if r["frames"] == rows[0]["frames"])
             + f" (vision tower frozen; LLM + connector + projector train, AdamW). Batch {args.batch} ShapesQA val "
             f"clips, caption targets, {'LM + segmentation loss for TrajVLM' if args.seg_loss else 'LM loss only'}; "
             f"{args.warmup} warm-up + {args.steps} timed steps per variant, alternating; wall time {wall / 60:.1f} min.",
