@@ -386,7 +386,7 @@ def warm_up(lm, train: TextBatcher, val: TextBatcher | None, letter_ids: torch.T
         b = train.batch([order.pop() for _ in range(batch_size)])
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             out = lm(**b)
-        out.loss.float().backward()
+        out.loss.backward()  # float32 under autocast too: the loss is computed from upcast logits
         torch.nn.utils.clip_grad_norm_(lm.parameters(), 1.0)
         opt.step()
         sched.step()

@@ -71,10 +71,8 @@ def run(bm, frame_counts, *, batch_size: int, steps: int, warmup: int, seg_loss:
         log=print) -> list[dict]:
     traj = bm.model
     patch = patch_twin(traj, share=False)
-    models = {"trajvlm": traj, "patch": patch}
-    if bf16:
-        models = {"trajvlm": traj, BF16: copy.deepcopy(traj).to(torch.bfloat16), "patch": patch}
-    variants = tuple(models)
+    models = {"trajvlm": traj, **({BF16: copy.deepcopy(traj).to(torch.bfloat16)} if bf16 else {}), "patch": patch}
+    variants = tuple(models)  # timed in this order, then reversed, alternately
     opts = {k: prepare(m) for k, m in models.items()}
     trainable = {k: sum(p.numel() for p in m.parameters() if p.requires_grad) for k, m in models.items()}
     rows = []
