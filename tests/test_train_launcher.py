@@ -7,7 +7,9 @@ videos. Five launcher runs (each 15-25 s on an idle machine):
 3. the same command again after removing the last checkpoint: auto-resume gives the same losses;
    then zero_to_fp32 of the checkpoint == the saved model, from_pretrained + generate;
 4. finetune with LoRA and the option loss, 1 process, ZeRO-2: merged model loads;
-5. too many corrupt videos: the run stops with TooManyBadSamplesError.
+5. too many corrupt videos: the run stops with TooManyBadSamplesError;
+6. finetune in bf16, 1 process, ZeRO-2, frozen tower + segmenter, a track cache folder: the tracks come from
+   float32 copies (the float32 model's cache folder) and the saved frozen parts are the float32 originals.
 """
 
 from __future__ import annotations
@@ -241,3 +243,31 @@ def test_too_many_bad_samples_stops_the_run(work, stage1):
     text = proc.stdout + proc.stderr
     assert "TooManyBadSamplesError" in text and "corrupt" in text
     assert not (out / "model.safetensors").exists()
+
+
+def test_finetune_bf16_makes_float32_tracks(work, stage1):
+    from trajvlm.model import TrajVLMForConditionalGeneration
+
+    out, cache = work / "stage2_bf16", work / "track_cache"
+    args = _finetune_args(work, stage1, out, "--bf16", "True", "--use_cpu", "True", "--freeze_segmenter", "True",
+                          "--track_cache_dir", str(cache), "--seg_loss_weight", "0")
+    args[args.index("--deepspeed") + 1] = str(REPO / "scripts" / "zero2.json")
+    args[args.index("--save_steps") + 1] = "100"
+    for flag in ("--tune_vision_tower", "--vision_lr"):
+        i = args.index(flag)
+        del args[i:i + 2]
+    check(launch("finetune_trajvlm.py", args))  # launcher run 6
+    s = summary(out)
+    assert s["global_step"] == 4 and s["track_cache"]["misses"] > 0
+    # the folder the run filled is the one a float32 model of the same weights keys its tracks by
+    ref = TrajVLMForConditionalGeneration.from_pretrained(stage1, dtype=torch.float32)
+    for name, p in ref.named_parameters():
+        if name.startswith(("vision_tower.", "connector.segmenter.")):
+            p.requires_grad_(False)
+    folder = Path(ref.enable_track_cache(directory=str(cache)).directory)
+    assert [p.name for p in cache.iterdir()] == [folder.name] and any(folder.glob("*.safetensors"))
+    saved, base = load_st(out / "model.safetensors"), load_st(stage1 / "model.safetensors")
+    frozen = [k for k in base if k.startswith(("vision_tower.", "connector.segmenter."))]
+    assert frozen and all(saved[k].dtype == torch.float32 and torch.equal(saved[k], base[k]) for k in frozen)
+    q = next(k for k in saved if k.endswith("q_proj.weight"))
+    assert saved[q].dtype == torch.bfloat16 and not torch.equal(saved[q].float(), base[q])

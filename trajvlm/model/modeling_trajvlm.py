@@ -11,6 +11,7 @@ Data flow for one batch:
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
@@ -176,12 +177,14 @@ class TrajVLMForConditionalGeneration(TrajVLMPreTrainedModel, GenerationMixin):
             raise ValueError(f"token_budget must be an int >= 1, got {budget!r}")
         return budget
 
-    def _feature_chunks(self, frames: torch.Tensor, chunk: int) -> Iterator[torch.Tensor]:
-        """frames (B,T,3,S,S) -> yields features (B,t,h,w,C), the tower run on `chunk` frames per video at a time."""
+    def _feature_chunks(self, frames: torch.Tensor, chunk: int, tower: nn.Module | None = None) -> Iterator[torch.Tensor]:
+        """frames (B,T,3,S,S) -> yields features (B,t,h,w,C), the tower (default: the model's) run on `chunk`
+        frames per video at a time."""
+        tower = self.vision_tower if tower is None else tower
         b = frames.shape[0]
         for x in frames.split(chunk, dim=1):
             t = x.shape[1]
-            feats = self.vision_tower(x.flatten(0, 1))  # (B*t,h,w,C)
+            feats = tower(x.flatten(0, 1))  # (B*t,h,w,C)
             yield feats.reshape(b, t, *feats.shape[1:])
 
     def encode_video(
@@ -213,20 +216,17 @@ class TrajVLMForConditionalGeneration(TrajVLMPreTrainedModel, GenerationMixin):
         grid = None
         lm_dtype = self.get_input_embeddings().weight.dtype
         for shape, idx in groups.items():
-            frames = torch.stack([videos[i] for i in idx]).to(device=param.device, dtype=param.dtype)  # (B,T,3,S,S)
+            frames = torch.stack([videos[i] for i in idx]).to(device=param.device)  # (B,T,3,S,S), dtype: below
             if cfg.connector == "trajtok":
                 q = cfg.trajtok_config.tokens_per_trajectory
-                if self.track_cache is not None:
-                    tracks = self._cached_tracks(frames)  # per-cell maps are not kept
-                else:
-                    chunks = self._feature_chunks(frames, cfg.trajtok_config.frames_per_chunk)
-                    tracks = self.connector.track_chunks(chunks, keep_maps=keep_maps)
+                tracks = self._make_tracks(frames, keep_maps=keep_maps)
                 out = self.connector.encode_tracks(tracks, fixed_k=fixed_k, max_trajectories=max(1, budget // q))
                 outs.append((idx, out))
                 tokens = out.tokens  # per video (N_b,q,D)
                 if out.hard_ids is not None:
                     grid = tuple(out.hard_ids.shape[-2:])
             else:
+                frames = frames.to(param.dtype)
                 feats = torch.cat(list(self._feature_chunks(frames, cfg.vision_chunk_frames)), dim=1)  # (B,T,h,w,C)
                 grid = tuple(feats.shape[2:4])
                 tokens = self.connector(feats)  # per video (T*h'*w', C)
@@ -239,8 +239,73 @@ class TrajVLMForConditionalGeneration(TrajVLMPreTrainedModel, GenerationMixin):
         trajtok = _merge_trajtok_outputs(outs, len(videos)) if outs else None
         return VideoEncoding(embeds, trajtok, num_frames, grid, patch_counts)
 
-    # ---- frozen-track cache (training with a frozen vision tower + segmenter) -------------------------------------
+    # ---- the parts that make tracks: vision tower + TrajTok's segmentation half --------------------------------
     track_cache: TrackCache | None = None
+    _float32_tracking: tuple[nn.Module, TrajTok] | None = None  # float32 copies (keep_float32_tracks)
+    _float32_state_hook = None
+
+    def trainable_tracking_params(self) -> list[str]:
+        """Names of trainable vision tower / segmenter parameters (tracks are a fixed function of frames iff none)."""
+        return [n for n, p in self.named_parameters()
+                if p.requires_grad and (n.startswith("vision_tower.") or n.startswith("connector.segmenter."))]
+
+    def _require_frozen_tracking(self, what: str) -> None:
+        if self.config.connector != "trajtok":
+            raise ValueError(f"{what}: only the trajtok connector makes tracks")
+        trainable = self.trainable_tracking_params()
+        if trainable:
+            raise ValueError(f"{what}: the vision tower and segmenter must be frozen; trainable: {trainable[:3]}")
+
+    def _tracking_parts(self) -> tuple[nn.Module, TrajTok]:
+        """(vision tower, TrajTok) that make the tracks: the float32 copies when kept, else the model's own."""
+        return self._float32_tracking or (self.vision_tower, self.connector)
+
+    @property
+    def float32_tracks(self) -> bool:
+        return self._float32_tracking is not None
+
+    def keep_float32_tracks(self) -> None:
+        """Make tracks with float32 copies of the frozen vision tower and segmenter, whatever the model is cast to.
+
+        A bf16 run (DeepSpeed casts the whole module) would otherwise train on bf16 tracks, which are not the
+        tracks float32 inference makes: the shipped model's tower + segmenter give another trajectory count on 11
+        of 300 ShapesQA val videos in bf16 (eval/results/default_model.md, session 21). The copies are taken now
+        (call this before casting), are not submodules (``.to()`` / ``.bfloat16()`` leave them alone; they are not
+        in ``parameters()``), run with autocast off, and their tracks are cast to the trajectory encoder's dtype.
+        The state dict (and so ``save_pretrained``) carries their float32 values for ``vision_tower.*`` and
+        ``connector.segmenter.*``: a saved bf16 run keeps the exact frozen weights. Call it before
+        ``enable_track_cache`` (its folder is keyed by the tracking weights, so a float32 fill is read). Raises
+        ValueError unless the connector is trajtok with the tower and segmenter frozen.
+        """
+        self._require_frozen_tracking("keep_float32_tracks")
+        if self.track_cache is not None:
+            raise ValueError("keep_float32_tracks: call it before enable_track_cache (the cache is keyed by the "
+                             "weights that make the tracks)")
+        parts = (copy.deepcopy(self.vision_tower).float().eval(), copy.deepcopy(self.connector).float().eval())
+        for part in parts:
+            part.requires_grad_(False)
+        self._float32_tracking = parts
+        if self._float32_state_hook is None:
+            self._float32_state_hook = self._register_state_dict_hook(_float32_tracking_state)
+
+    def drop_float32_tracks(self) -> None:
+        self._float32_tracking = None
+        if self._float32_state_hook is not None:
+            self._float32_state_hook.remove()
+            self._float32_state_hook = None
+
+    def _make_tracks(self, frames: torch.Tensor, *, keep_maps: bool) -> TrackSet:
+        """frames (B,T,3,S,S) -> TrackSet in the trajectory encoder's dtype (through the track cache when on)."""
+        tower, tracker = self._tracking_parts()
+        frames = frames.to(next(tower.parameters()).dtype)
+        off = torch.autocast(frames.device.type, enabled=False) if self.float32_tracks else contextlib.nullcontext()
+        with off:
+            if self.track_cache is not None:
+                tracks = self._cached_tracks(frames)  # per-cell maps are not kept
+            else:
+                chunks = self._feature_chunks(frames, self.config.trajtok_config.frames_per_chunk, tower)
+                tracks = tracker.track_chunks(chunks, keep_maps=keep_maps)
+        return tracks.to_dtype(next(self.connector.encoder.parameters()).dtype)
 
     def enable_track_cache(self, max_videos: int = 20000, directory: str | None = None) -> TrackCache:
         """Cache TrajTok's tracks per video (keyed by pixels) so later epochs skip the vision tower and segmenter.
@@ -248,24 +313,21 @@ class TrajVLMForConditionalGeneration(TrajVLMPreTrainedModel, GenerationMixin):
         Only valid while both are frozen (their outputs are then a fixed function of the frames): raises
         ValueError otherwise. Cached encodings carry no per-cell maps, so no segmentation loss can be computed
         from them. ``directory`` also persists the tracks (safetensors) in ``directory/<fingerprint>/``, where the
-        fingerprint covers the vision tower and segmenter weights, the TrajTok config and the tracking code's
-        version (``trajtok.cache.TRACKS_VERSION``): a later run with the same frozen parts reuses them, a changed
-        part gets a fresh folder. ``disable_track_cache()`` drops it.
+        fingerprint covers the weights that make the tracks (the float32 copies under ``keep_float32_tracks``, so
+        a bf16 run reads what a float32 run wrote), the TrajTok config and the tracking code's version
+        (``trajtok.cache.TRACKS_VERSION``): a later run with the same frozen parts reuses them, a changed part
+        gets a fresh folder. ``disable_track_cache()`` drops it.
         """
-        if self.config.connector != "trajtok":
-            raise ValueError("enable_track_cache: only the trajtok connector has tracks to cache")
-        trainable = [n for n, p in self.named_parameters()
-                     if p.requires_grad and (n.startswith("vision_tower.") or n.startswith("connector.segmenter."))]
-        if trainable:
-            raise ValueError(f"enable_track_cache: the vision tower and segmenter must be frozen; trainable: {trainable[:3]}")
+        self._require_frozen_tracking("enable_track_cache")
         if directory is not None:
             # the config without its bookkeeping fields ("dtype" is filled in by a save/load round trip and the
             # weights' dtype is in the digest anyway), so stage 2 loading stage 1's checkpoint finds its tracks;
             # nor the fields only the trajectory encoder reads (tracks are made before it)
             config = {k: v for k, v in self.config.trajtok_config.to_dict().items()
                       if k not in CONFIG_BOOKKEEPING and k not in _ENCODER_ONLY_FIELDS}
+            tower, tracker = self._tracking_parts()
             fingerprint = state_fingerprint(
-                self.vision_tower.state_dict(), self.connector.segmenter.state_dict(),
+                tower.state_dict(), tracker.segmenter.state_dict(),
                 json.dumps(config, sort_keys=True, default=str), f"tracks-v{track_cache_module.TRACKS_VERSION}")
             directory = os.path.join(directory, fingerprint)
         self.track_cache = TrackCache(max_videos, directory)
@@ -284,8 +346,9 @@ class TrajVLMForConditionalGeneration(TrajVLMPreTrainedModel, GenerationMixin):
         found = {k: self.track_cache.get(k) for k in first}
         missing = [first[k] for k, tracks in found.items() if tracks is None]
         if missing:
-            chunks = self._feature_chunks(frames[missing], self.config.trajtok_config.frames_per_chunk)
-            for i, tracks in zip(missing, self.connector.track_chunks(chunks, keep_maps=False).split()):
+            tower, tracker = self._tracking_parts()
+            chunks = self._feature_chunks(frames[missing], self.config.trajtok_config.frames_per_chunk, tower)
+            for i, tracks in zip(missing, tracker.track_chunks(chunks, keep_maps=False).split()):
                 found[keys[i]] = self.track_cache.put(keys[i], tracks)
         return TrackSet.cat([found[k] for k in keys])
 
@@ -301,7 +364,8 @@ class TrajVLMForConditionalGeneration(TrajVLMPreTrainedModel, GenerationMixin):
         -> VideoEncoding with V=1. Only one chunk of pixels and backbone activations is alive at a time; the
         result does not depend on how the frames are chunked (they are regrouped by TrajTok's frames_per_chunk)."""
         cfg = self.config
-        param = next(self.vision_tower.parameters())
+        tower, tracker = self._tracking_parts() if cfg.connector == "trajtok" else (self.vision_tower, None)
+        param = next(tower.parameters())
         budget = self._resolve_budget(token_budget)
         step = cfg.trajtok_config.frames_per_chunk if cfg.connector == "trajtok" else cfg.vision_chunk_frames
         seen = {"frames": 0, "size": None}
@@ -310,15 +374,20 @@ class TrajVLMForConditionalGeneration(TrajVLMPreTrainedModel, GenerationMixin):
             for px in _rechunk(pixel_chunks, step):
                 seen["frames"] += px.shape[0]
                 seen["size"] = px.shape[-1]
-                yield self.vision_tower(px.to(device=param.device, dtype=param.dtype))[None]  # (1,t,h,w,C)
+                yield tower(px.to(device=param.device, dtype=param.dtype))[None]  # (1,t,h,w,C)
 
         lm_dtype = self.get_input_embeddings().weight.dtype
         trajtok = None
         if cfg.connector == "trajtok":
             q = cfg.trajtok_config.tokens_per_trajectory
-            trajtok = self.connector.tokenize_chunks(
-                features(), fixed_k=fixed_k, max_trajectories=max(1, budget // q), keep_maps=keep_maps
-            )
+            kwargs = {"fixed_k": fixed_k, "max_trajectories": max(1, budget // q)}
+            if self.float32_tracks:  # float32 copies make the tracks, the model's encoder tokenizes them
+                with torch.autocast(param.device.type, enabled=False):
+                    tracks = tracker.track_chunks(features(), keep_maps=keep_maps)
+                trajtok = self.connector.encode_tracks(
+                    tracks.to_dtype(next(self.connector.encoder.parameters()).dtype), **kwargs)
+            else:
+                trajtok = self.connector.tokenize_chunks(features(), keep_maps=keep_maps, **kwargs)
             tokens = trajtok.tokens[0]  # (N,q,D)
         else:
             tokens = self.connector(torch.cat(list(features()), dim=1))[0]  # (T*h'*w', C)
@@ -575,6 +644,16 @@ class TrajVLMForConditionalGeneration(TrajVLMPreTrainedModel, GenerationMixin):
 CONFIG_BOOKKEEPING = ("transformers_version", "dtype", "torch_dtype", "_name_or_path", "architectures")
 # TrajTok fields that change the tokens but not the tracks (the track cache's fingerprint leaves them out)
 _ENCODER_ONLY_FIELDS = ("shape_dim",)
+
+
+def _float32_tracking_state(module, state_dict, prefix, local_metadata):
+    """state-dict hook of keep_float32_tracks: the frozen tower / segmenter entries from the float32 copies."""
+    tower, tracker = module._float32_tracking
+    for name, part in (("vision_tower.", tower), ("connector.segmenter.", tracker.segmenter)):
+        for k, v in part.state_dict().items():
+            if prefix + name + k in state_dict:
+                state_dict[prefix + name + k] = v
+    return state_dict
 
 
 def _short_list(keys: Sequence[str], limit: int = 10) -> str:

@@ -62,6 +62,13 @@ class ModelArguments:
         metadata={"help": "When the vision tower and the segmenter are both frozen and no segmentation loss is "
                   "used, cache each video's trajectories after the first epoch (skips tower + segmenter)."},
     )
+    float32_tracks: bool | None = field(
+        default=None,
+        metadata={"help": "With --bf16: make the trajectories with float32 copies of the frozen vision tower and "
+                  "segmenter, as float32 inference makes them (bf16 ones differ), and save those parts in float32. "
+                  "Default: on when --bf16 and both parts are frozen (trajtok connector); True insists (an error "
+                  "otherwise); False tracks in bf16. Without --bf16 it changes nothing."},
+    )
     track_cache_size: int | None = field(
         default=None,
         metadata={"help": "Videos kept in memory by the track cache (LRU). Default: 20000 without "

@@ -137,7 +137,10 @@ def build_model(model_args: ModelArguments, data_args: DataArguments, training_a
 def _build_model(model_args: ModelArguments, data_args: DataArguments, training_args: TrajVLMTrainingArguments):
     from trajvlm.model import TrajVLMForConditionalGeneration, TrajVLMProcessor, from_parts
 
-    dtype = torch.bfloat16 if training_args.bf16 else torch.float32
+    # --bf16 loads float32 unless --float32_tracks False: configure_stage keeps float32 copies of the frozen
+    # tracking parts (maybe_keep_float32_tracks) and then casts the model to bf16
+    bf16_load = training_args.bf16 and model_args.float32_tracks is False
+    dtype = torch.bfloat16 if bf16_load else torch.float32
     if model_args.model_name_or_path:
         kwargs = {"dtype": dtype}
         if model_args.attn_implementation:
@@ -252,6 +255,7 @@ def configure_stage(model, model_args: ModelArguments, training_args: TrajVLMTra
         freeze_segmenter=model_args.freeze_segmenter,
         lora=model_args.lora_enable,
     )
+    maybe_keep_float32_tracks(model, model_args, training_args)
     if model_args.lora_enable:
         model = apply_lora(
             model,
@@ -268,6 +272,29 @@ def configure_stage(model, model_args: ModelArguments, training_args: TrajVLMTra
     logger.info("stage %s: trainable parameters per part %s", training_args.stage, counts)
     maybe_enable_track_cache(model, model_args, training_args)
     return model
+
+
+def maybe_keep_float32_tracks(model, model_args: ModelArguments, training_args: TrajVLMTrainingArguments) -> bool:
+    """--bf16 runs: float32 copies of the frozen vision tower + segmenter make the tracks (``--float32_tracks``,
+    default on where it applies), then the model is cast to bf16. Returns whether the copies are kept."""
+    if not training_args.bf16:
+        return False
+    why_not = None
+    if model_args.float32_tracks is False:
+        why_not = "--float32_tracks False"
+    elif getattr(model.config, "connector", None) != "trajtok":
+        why_not = "the connector is not trajtok"
+    elif model.trainable_tracking_params():
+        why_not = "the vision tower or the segmenter trains"
+    if why_not is None:
+        model.keep_float32_tracks()
+        logger.info("float32 tracks: the frozen vision tower + segmenter make the tracks in float32 (model in bf16)")
+    elif model_args.float32_tracks:
+        raise TrainingSetupError(f"--float32_tracks True, but {why_not}")
+    else:
+        logger.info("tracks made in bf16: %s", why_not)
+    model.to(torch.bfloat16)
+    return why_not is None
 
 
 MEMORY_TRACK_CACHE = 20000  # videos kept in memory when the cache has no folder
@@ -294,9 +321,7 @@ def maybe_enable_track_cache(model, model_args: ModelArguments, training_args: T
     if training_args.seg_loss_weight > 0:
         logger.info("track cache off: the segmentation loss (--seg_loss_weight > 0) needs the per-cell maps")
         return False
-    frozen = not any(p.requires_grad for n, p in base.named_parameters()
-                     if n.startswith("vision_tower.") or n.startswith("connector.segmenter."))
-    if not frozen:
+    if base.trainable_tracking_params():
         logger.info("track cache off: the vision tower or the segmenter trains")
         return False
     size = track_cache_size(model_args)

@@ -63,6 +63,18 @@ class TrackSet:
             roi=None if self.roi is None else self.roi.detach().clone(),
         )
 
+    def to_dtype(self, dtype: torch.dtype) -> TrackSet:
+        """The same tracks with every floating tensor in ``dtype`` (ids stay long); self if already so."""
+        if self.pooled.dtype == dtype:
+            return self
+
+        def cast(t):
+            return t.to(dtype) if t is not None and t.is_floating_point() else t
+
+        return TrackSet(ids=self.ids, pooled=cast(self.pooled), mass=cast(self.mass), area=cast(self.area),
+                        boxes=cast(self.boxes), counts=self.counts, grid=self.grid, roi=cast(self.roi),
+                        hard_ids=self.hard_ids, assignment_logits=cast(self.assignment_logits))
+
     @staticmethod
     def cat(sets: list[TrackSet]) -> TrackSet:
         """Concatenate TrackSets of videos with the same number of frames and grid (maps kept only if all have them)."""
