@@ -266,6 +266,18 @@ def test_finetune_bf16_makes_float32_tracks(work, stage1):
             p.requires_grad_(False)
     folder = Path(ref.enable_track_cache(directory=str(cache)).directory)
     assert [p.name for p in cache.iterdir()] == [folder.name] and any(folder.glob("*.safetensors"))
+    # ... under the keys of the float32 pixels inference reads (not of the bf16-rounded ones DeepSpeed feeds)
+    from trajvlm.data.dataset import LazyVideoTextDataset, VideoDataConfig
+    from trajvlm.model import TrajVLMProcessor
+    from trajvlm.trajtok.cache import pixel_key
+
+    proc = TrajVLMProcessor.from_pretrained(out)
+    ds = LazyVideoTextDataset(work / "qa.json", proc, VideoDataConfig(max_frames=int(NUM_FRAMES), fps=None,
+                              sidecars="ignore", video_token=proc.video_token), video_folder=work / "shapesqa")
+    pixels = [ds[i]["pixel_values_videos"][0] for i in range(len(ds))]
+    want = {pixel_key(p.float()) for p in pixels}
+    assert {p.stem for p in folder.glob("*.safetensors")} == want
+    assert not want & {pixel_key(p.to(torch.bfloat16).float()) for p in pixels}
     saved, base = load_st(out / "model.safetensors"), load_st(stage1 / "model.safetensors")
     frozen = [k for k in base if k.startswith(("vision_tower.", "connector.segmenter."))]
     assert frozen and all(saved[k].dtype == torch.float32 and torch.equal(saved[k], base[k]) for k in frozen)

@@ -17,7 +17,7 @@ from transformers import Trainer, TrainerCallback
 from trajvlm.data.collate import pop_batch_meta
 
 from trajvlm.train.option_loss import option_loss
-from trajvlm.train.stages import build_param_groups, trainable_counts
+from trajvlm.train.stages import build_param_groups, trainable_counts, unwrap_model
 
 PARAM_GROUPS_FILE = "param_groups.json"
 BAD_SAMPLES_FILE = "bad_samples.json"  # tracker state, inside every checkpoint-* folder
@@ -26,6 +26,13 @@ BAD_SAMPLES_FILE = "bad_samples.json"  # tracker state, inside every checkpoint-
 def _output(outputs, key: str):
     """A field of the model's output (a ModelOutput, a dict or an object with attributes); None when absent."""
     return outputs.get(key) if hasattr(outputs, "get") else getattr(outputs, key, None)
+
+
+def _to_device(data, device):
+    """A tensor or a (nested) list of tensors moved to ``device``, dtype unchanged."""
+    if isinstance(data, (list, tuple)):
+        return type(data)(_to_device(v, device) for v in data)
+    return data.to(device)
 
 
 class TrajVLMTrainer(Trainer):
@@ -46,6 +53,18 @@ class TrajVLMTrainer(Trainer):
         self.model_accepts_loss_kwargs = False
         self.bad_sample_tracker = bad_sample_tracker
         self._loss_parts: dict[str, list[float]] = {}
+
+    # ---- inputs -------------------------------------------------------------------------------------------
+    def _prepare_inputs(self, inputs: dict) -> dict:
+        """HF's preparation, except that with float32 tracks (``keep_float32_tracks``) the video pixels keep their
+        float32 values: under DeepSpeed HF casts every floating input to the engine's dtype, and the float32
+        tracking copies given bf16-rounded pixels make other tracks (and other track-cache keys) than inference."""
+        pixels = inputs.get("pixel_values_videos")
+        if pixels is None or not getattr(unwrap_model(self.model), "float32_tracks", False):
+            return super()._prepare_inputs(inputs)
+        prepared = super()._prepare_inputs({k: v for k, v in inputs.items() if k != "pixel_values_videos"})
+        prepared["pixel_values_videos"] = _to_device(pixels, self.args.device)
+        return prepared
 
     # ---- optimizer ----------------------------------------------------------------------------------------
     def create_optimizer(self, model=None) -> torch.optim.Optimizer:
