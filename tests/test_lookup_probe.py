@@ -103,14 +103,16 @@ def test_run_probe_puts_the_mix_records_into_the_batches(processor):
 
 def test_cli_on_the_shipped_model_tells_the_kinds_apart(tmp_path, capsys):
     out, js = tmp_path / "probe.md", tmp_path / "probe.json"
-    assert main(["--model", str(SHIPPED), "--arms", "model", "--steps", "1", "--batch-size", "2",
+    assert main(["--model", str(SHIPPED), "--arms", "model", "fresh", "--steps", "1", "--batch-size", "2",
                  "--eval-samples", "48", "--out", str(out), "--json", str(js)]) == 0
     rows = json.loads(js.read_text())["rows"]
-    start = next(r for r in rows if r["step"] == 0)
-    # the shipped Llama finds an object by its colour (every other question right) but not one of two
-    # same-coloured objects by its shape (eval/results/default_model.md, session 16 and 18)
-    assert start["other"] == 1.0 and start["lookalike"] < 0.9
-    assert "| step | model: look-alike | model: other |" in out.read_text()
+    start = {r["arm"]: r for r in rows if r["step"] == 0}
+    # the shipped Llama (session 22: taught the lookup first, `text_warmup --probe-steps`) finds an object by its
+    # colour and one of two same-coloured objects by its shape (the session-13 Llama: look-alike below 90 %,
+    # eval/results/default_model.md sessions 16-18); a fresh Llama of its shape finds neither
+    assert start["model"]["other"] == 1.0 and start["model"]["lookalike"] >= 0.85
+    assert start["fresh"]["other"] < 0.6 and start["fresh"]["lookalike"] < 0.6
+    assert "| step | model: look-alike | model: other | fresh: look-alike | fresh: other |" in out.read_text()
     with pytest.raises(SystemExit):
         main(["--model", str(tmp_path), "--steps", "1"])
     assert "no config.json" in capsys.readouterr().err
