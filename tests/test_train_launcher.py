@@ -1,5 +1,5 @@
 """The real launcher path: `deepspeed scripts/{pretrain,finetune}_trajvlm.py` on a tiny model and a few ShapesQA
-videos. Five launcher runs (each 15-25 s on an idle machine):
+videos. Seven launcher runs (each 15-25 s on an idle machine):
 
 1. pretrain, 1 process, ZeRO-2, a corrupt video in the data: frozen parts bit-identical, connector trained,
    segmentation loss logged, the bad sample skipped and counted;
@@ -8,8 +8,9 @@ videos. Five launcher runs (each 15-25 s on an idle machine):
    then zero_to_fp32 of the checkpoint == the saved model, from_pretrained + generate;
 4. finetune with LoRA and the option loss, 1 process, ZeRO-2: merged model loads;
 5. too many corrupt videos: the run stops with TooManyBadSamplesError;
-6. finetune in bf16, 1 process, ZeRO-2, frozen tower + segmenter, a track cache folder: the tracks come from
-   float32 copies (the float32 model's cache folder) and the saved frozen parts are the float32 originals.
+6. finetune in bf16, 1 process, ZeRO-2 and ZeRO-3 (two runs), frozen tower + segmenter, a track cache folder: the
+   tracks come from float32 copies (the float32 model's cache folder, float32 pixels' keys) and the saved frozen
+   parts are the float32 originals.
 """
 
 from __future__ import annotations
@@ -245,18 +246,19 @@ def test_too_many_bad_samples_stops_the_run(work, stage1):
     assert not (out / "model.safetensors").exists()
 
 
-def test_finetune_bf16_makes_float32_tracks(work, stage1):
+@pytest.mark.parametrize("zero", ["zero2", "zero3"])
+def test_finetune_bf16_makes_float32_tracks(work, stage1, zero):
     from trajvlm.model import TrajVLMForConditionalGeneration
 
-    out, cache = work / "stage2_bf16", work / "track_cache"
+    out, cache = work / f"stage2_bf16_{zero}", work / f"track_cache_{zero}"
     args = _finetune_args(work, stage1, out, "--bf16", "True", "--use_cpu", "True", "--freeze_segmenter", "True",
                           "--track_cache_dir", str(cache), "--seg_loss_weight", "0")
-    args[args.index("--deepspeed") + 1] = str(REPO / "scripts" / "zero2.json")
+    args[args.index("--deepspeed") + 1] = str(REPO / "scripts" / f"{zero}.json")
     args[args.index("--save_steps") + 1] = "100"
     for flag in ("--tune_vision_tower", "--vision_lr"):
         i = args.index(flag)
         del args[i:i + 2]
-    check(launch("finetune_trajvlm.py", args))  # launcher run 6
+    check(launch("finetune_trajvlm.py", args))  # launcher runs 6 and 7
     s = summary(out)
     assert s["global_step"] == 4 and s["track_cache"]["misses"] > 0
     # the folder the run filled is the one a float32 model of the same weights keys its tracks by

@@ -288,6 +288,16 @@ class TrajVLMForConditionalGeneration(TrajVLMPreTrainedModel, GenerationMixin):
         if self._float32_state_hook is None:
             self._float32_state_hook = self._register_state_dict_hook(_float32_tracking_state)
 
+    def put_float32_tracking_state(self, state_dict: dict, prefix: str = "") -> None:
+        """Overwrite the ``prefix + vision_tower.*`` / ``prefix + connector.segmenter.*`` entries of a state dict
+        with the float32 copies' tensors (keep_float32_tracks): the state-dict hook, and the trainer for state
+        dicts that DeepSpeed gathers itself (ZeRO-3 saves)."""
+        tower, tracker = self._float32_tracking
+        for name, part in (("vision_tower.", tower), ("connector.segmenter.", tracker.segmenter)):
+            for k, v in part.state_dict().items():
+                if prefix + name + k in state_dict:
+                    state_dict[prefix + name + k] = v
+
     def drop_float32_tracks(self) -> None:
         self._float32_tracking = None
         if self._float32_state_hook is not None:
@@ -648,11 +658,7 @@ _ENCODER_ONLY_FIELDS = ("shape_dim",)
 
 def _float32_tracking_state(module, state_dict, prefix, local_metadata):
     """state-dict hook of keep_float32_tracks: the frozen tower / segmenter entries from the float32 copies."""
-    tower, tracker = module._float32_tracking
-    for name, part in (("vision_tower.", tower), ("connector.segmenter.", tracker.segmenter)):
-        for k, v in part.state_dict().items():
-            if prefix + name + k in state_dict:
-                state_dict[prefix + name + k] = v
+    module.put_float32_tracking_state(state_dict, prefix)
     return state_dict
 
 

@@ -66,6 +66,15 @@ class TrajVLMTrainer(Trainer):
         prepared["pixel_values_videos"] = _to_device(pixels, self.args.device)
         return prepared
 
+    def _save(self, output_dir: str | None = None, state_dict=None):
+        """HF's save; a state dict DeepSpeed gathered itself (ZeRO-3: read from the parameters, no state-dict
+        hooks) gets the float32 frozen parts too, as ``model.state_dict()`` gives them under float32 tracks."""
+        base = unwrap_model(self.model)
+        if state_dict is not None and getattr(base, "float32_tracks", False):
+            for prefix in ("", "base_model.model."):  # the model, or under a PEFT wrapper
+                base.put_float32_tracking_state(state_dict, prefix)
+        super()._save(output_dir, state_dict=state_dict)
+
     # ---- optimizer ----------------------------------------------------------------------------------------
     def create_optimizer(self, model=None) -> torch.optim.Optimizer:
         if self.optimizer is not None:
