@@ -108,6 +108,8 @@ def test_keep_float32_tracks_refusals(tiny_trajvlm_dir, tiny_patch_dir, tmp_path
         frozen.keep_float32_tracks()
     with pytest.raises(ValueError, match="only the trajtok connector"):
         _load(tiny_patch_dir).keep_float32_tracks()
+    with pytest.raises(ValueError, match="already torch.bfloat16; call it before casting"):
+        _load(tiny_trajvlm_dir, torch.bfloat16).keep_float32_tracks()
 
 
 def _args(*argv):

@@ -281,6 +281,10 @@ class TrajVLMForConditionalGeneration(TrajVLMPreTrainedModel, GenerationMixin):
         if self.track_cache is not None:
             raise ValueError("keep_float32_tracks: call it before enable_track_cache (the cache is keyed by the "
                              "weights that make the tracks)")
+        dtype = next(self.vision_tower.parameters()).dtype
+        if dtype != torch.float32:
+            raise ValueError(f"keep_float32_tracks: the vision tower is already {dtype}; call it before casting the "
+                             "model (its copies would hold the rounded weights)")
         parts = (copy.deepcopy(self.vision_tower).float().eval(), copy.deepcopy(self.connector).float().eval())
         for part in parts:
             part.requires_grad_(False)
