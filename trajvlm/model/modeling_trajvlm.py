@@ -308,18 +308,25 @@ class TrajVLMForConditionalGeneration(TrajVLMPreTrainedModel, GenerationMixin):
             self._float32_state_hook.remove()
             self._float32_state_hook = None
 
+    def _tracking_autocast(self, device_type: str):
+        """The context tracks are made in: autocast off for the float32 copies, else whatever the caller runs."""
+        return torch.autocast(device_type, enabled=False) if self.float32_tracks else contextlib.nullcontext()
+
+    def _for_encoder(self, tracks: TrackSet) -> TrackSet:
+        """Tracks in the trajectory encoder's dtype (the float32 copies' tracks into a bf16 model)."""
+        return tracks.to_dtype(next(self.connector.encoder.parameters()).dtype)
+
     def _make_tracks(self, frames: torch.Tensor, *, keep_maps: bool) -> TrackSet:
         """frames (B,T,3,S,S) -> TrackSet in the trajectory encoder's dtype (through the track cache when on)."""
         tower, tracker = self._tracking_parts()
         frames = frames.to(next(tower.parameters()).dtype)
-        off = torch.autocast(frames.device.type, enabled=False) if self.float32_tracks else contextlib.nullcontext()
-        with off:
+        with self._tracking_autocast(frames.device.type):
             if self.track_cache is not None:
                 tracks = self._cached_tracks(frames)  # per-cell maps are not kept
             else:
                 chunks = self._feature_chunks(frames, self.config.trajtok_config.frames_per_chunk, tower)
                 tracks = tracker.track_chunks(chunks, keep_maps=keep_maps)
-        return tracks.to_dtype(next(self.connector.encoder.parameters()).dtype)
+        return self._for_encoder(tracks)
 
     def enable_track_cache(self, max_videos: int = 20000, directory: str | None = None) -> TrackCache:
         """Cache TrajTok's tracks per video (keyed by pixels) so later epochs skip the vision tower and segmenter.
@@ -396,10 +403,9 @@ class TrajVLMForConditionalGeneration(TrajVLMPreTrainedModel, GenerationMixin):
             q = cfg.trajtok_config.tokens_per_trajectory
             kwargs = {"fixed_k": fixed_k, "max_trajectories": max(1, budget // q)}
             if self.float32_tracks:  # float32 copies make the tracks, the model's encoder tokenizes them
-                with torch.autocast(param.device.type, enabled=False):
+                with self._tracking_autocast(param.device.type):
                     tracks = tracker.track_chunks(features(), keep_maps=keep_maps)
-                trajtok = self.connector.encode_tracks(
-                    tracks.to_dtype(next(self.connector.encoder.parameters()).dtype), **kwargs)
+                trajtok = self.connector.encode_tracks(self._for_encoder(tracks), **kwargs)
             else:
                 trajtok = self.connector.tokenize_chunks(features(), keep_maps=keep_maps, **kwargs)
             tokens = trajtok.tokens[0]  # (N,q,D)
